@@ -24,7 +24,7 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The folder of real sample frames (``$SKYSTACK_DATA`` or ``../shared/data``); skip if absent."""
+    """Real sample frames (``$SKYSTACK_DATA`` or ``../shared/data``); skips when absent."""
     folder = _shared_data_dir()
     if not folder.is_dir():
         pytest.skip(f"real sample data not found at {folder}")

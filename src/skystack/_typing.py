@@ -13,12 +13,23 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Image", "Cube", "Mask", "XY", "CfaPattern", "FrameKind", "CFA_PATTERNS", "FRAME_KINDS"]
+__all__ = [
+    "Image",
+    "Cube",
+    "Mask",
+    "XY",
+    "CfaPattern",
+    "FrameKind",
+    "CFA_PATTERNS",
+    "FRAME_KINDS",
+    "ProgressCallback",
+]
 
 Image: TypeAlias = npt.NDArray[np.float32]
 """A single image, ``(H, W)`` or ``(H, W, 3)``."""
@@ -35,3 +46,6 @@ CFA_PATTERNS: tuple[CfaPattern, ...] = ("RGGB", "BGGR", "GRBG", "GBRG")
 
 FrameKind: TypeAlias = Literal["light", "dark", "flat", "bias", "dark-flat"]
 FRAME_KINDS: tuple[FrameKind, ...] = ("light", "dark", "flat", "bias", "dark-flat")
+
+ProgressCallback: TypeAlias = Callable[[int, int, str], None]
+"""``progress(done, total, what)``: ``done`` of ``total`` units of step ``what`` are finished."""

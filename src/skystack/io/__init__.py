@@ -54,6 +54,9 @@ READ_EXTENSIONS = frozenset(_EXTENSIONS) | RAW_EXTENSIONS
 WRITE_FORMATS: tuple[FileFormat, ...] = ("fits", "tiff", "png", "jpeg", "xisf", "ser")
 WRITE_EXTENSIONS = frozenset(ext for ext, fmt in _EXTENSIONS.items() if fmt in WRITE_FORMATS)
 
+# Formats for looking at: their 8-bit versions get a display stretch. Data formats (FITS, XISF,
+# SER) store the samples as they are at any depth.
+_PICTURE_FORMATS = frozenset({"tiff", "png", "jpeg"})
 _DEFAULT_BIT_DEPTH: dict[str, int] = {"fits": 32, "tiff": 16, "png": 16, "jpeg": 8, "xisf": 32}
 
 _MAGIC: tuple[tuple[bytes, int, FileFormat], ...] = (
@@ -224,10 +227,10 @@ def write(
     bit_depth : {8, 16, 32}, optional
         Sample size; 32 means float32. Defaults: FITS and XISF 32, TIFF and PNG 16, JPEG 8.
     stretch : {"auto", "stf", "linear"}
-        Display stretch applied to 8-bit outputs only. ``"auto"`` applies the automatic screen
-        transfer function (see :func:`skystack.io.display.display_stretch`) unless the frame was read
-        from 8-bit display data (JPEG, 8-bit PNG/TIFF), which is written as it is; ``"stf"`` always
-        stretches; ``"linear"`` never does.
+        Display stretch applied to 8-bit TIFF, PNG and JPEG outputs only. ``"auto"`` applies the
+        automatic screen transfer function (:func:`skystack.io.display.display_stretch`) unless
+        the frame was read from 8-bit display data (JPEG, 8-bit PNG/TIFF), which is written as it
+        is; ``"stf"`` always stretches; ``"linear"`` never does.
     history : iterable of str
         HISTORY lines for formats with headers (FITS, XISF).
     overwrite : bool
@@ -244,12 +247,14 @@ def write(
     fmt = _EXTENSIONS.get(ext)
     if fmt not in WRITE_FORMATS:
         writable = ", ".join(sorted(WRITE_EXTENSIONS))
-        raise FormatError(f"{path}: cannot write {ext or 'files without extension'}; use {writable}")
+        raise FormatError(
+            f"{path}: cannot write {ext or 'files without extension'}; use {writable}"
+        )
     bits = bit_depth if bit_depth is not None else _DEFAULT_BIT_DEPTH.get(fmt, 16)
     if fmt == "jpeg" and bits != 8:
         raise FormatError(f"{path}: JPEG holds only 8-bit samples, not {bits}-bit")
     data = frame.data
-    if bits == 8 and _needs_display_stretch(frame, stretch):
+    if bits == 8 and fmt in _PICTURE_FORMATS and _needs_display_stretch(frame, stretch):
         data = display_stretch(data)
     writer = getattr(_module(fmt), f"write_{fmt}")
     with atomic_path(path, overwrite=overwrite) as tmp:

@@ -1,0 +1,3 @@
+"""Star detection, background and noise statistics, frame quality."""
+
+__all__: list[str] = []

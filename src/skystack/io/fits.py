@@ -1,0 +1,417 @@
+"""FITS images through astropy: integer and float, mono and colour, tile-compressed and gzip/bzip2.
+
+Integer data are scaled so the stored range's top is 1.0 (unsigned 16-bit with BZERO = 32768 →
+/65535); float data are kept as they are. Colour cubes ``(3, H, W)`` become ``(H, W, 3)``. The
+header's cards are kept in ``FrameMeta.header`` and the well-known ones parsed into its fields.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
+from astropy.utils.exceptions import AstropyUserWarning
+
+from skystack._typing import CFA_PATTERNS, CfaPattern, FrameKind, Image
+from skystack.errors import FormatError
+from skystack.frame import Frame, FrameMeta, HeaderCard
+from skystack.io._scale import float_to_integer
+
+__all__ = ["read_fits", "write_fits", "meta_fields_from_cards", "cards_from_meta"]
+
+# Cards that describe the data layout: astropy writes them itself, so they are not kept.
+_STRUCTURAL = re.compile(
+    r"^(SIMPLE|BITPIX|NAXIS\d*|EXTEND|BZERO|BSCALE|PCOUNT|GCOUNT|XTENSION|CHECKSUM|DATASUM|"
+    r"Z[A-Z0-9]+|TFIELDS|TTYPE\d+|TFORM\d+|THEAP|END)$"
+)
+_MAX_PIXELS = 2**31  # refuse headers that promise absurd images before touching the data
+
+_KIND_WORDS: tuple[tuple[str, FrameKind], ...] = (
+    ("DARKFLAT", "dark-flat"),
+    ("DARK FLAT", "dark-flat"),
+    ("DARK-FLAT", "dark-flat"),
+    ("FLATDARK", "dark-flat"),
+    ("FLAT DARK", "dark-flat"),
+    ("BIAS", "bias"),
+    ("OFFSET", "bias"),
+    ("ZERO", "bias"),
+    ("DARK", "dark"),
+    ("FLAT", "flat"),
+    ("LIGHT", "light"),
+    ("OBJECT", "light"),
+    ("SCIENCE", "light"),
+)
+
+
+def _first(cards: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = cards.get(key)
+        if value is not None and not (isinstance(value, str) and not value.strip()):
+            return value
+    return None
+
+
+def _as_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_date(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        # Pre-1999 FITS dates: DD/MM/YY, years in the 1900s.
+        match = re.fullmatch(r"(\d\d)/(\d\d)/(\d\d)", text)
+        if not match:
+            return None
+        day, month, year = (int(g) for g in match.groups())
+        try:
+            parsed = datetime(1900 + year, month, day)
+        except ValueError:
+            return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _parse_kind(value: Any) -> FrameKind | None:
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    for word, kind in _KIND_WORDS:
+        if word in text:
+            return kind
+    return None
+
+
+def _shift_pattern(pattern: str, *, dx: int, dy: int) -> str:
+    """The pattern seen from a cell shifted by (dx, dy) pixels (only parities matter)."""
+    cells = [[pattern[0], pattern[1]], [pattern[2], pattern[3]]]
+    return "".join(cells[(r + dy) % 2][(c + dx) % 2] for r in (0, 1) for c in (0, 1))
+
+
+def _parse_cfa(cards: dict[str, Any], height: int | None) -> CfaPattern | None:
+    value = _first(cards, "BAYERPAT", "COLORTYP", "CFA-PAT")
+    if not isinstance(value, str):
+        return None
+    pattern = value.strip().upper()
+    if pattern not in CFA_PATTERNS:
+        return None
+    dx = int(_as_float(cards.get("XBAYROFF")) or 0)
+    dy = int(_as_float(cards.get("YBAYROFF")) or 0)
+    pattern = _shift_pattern(pattern, dx=dx, dy=dy)
+    roworder = str(cards.get("ROWORDER") or "TOP-DOWN").strip().upper()
+    if roworder == "BOTTOM-UP" and height is not None and height % 2 == 0:
+        # The pattern was given for the image displayed bottom-up: its first row is our last.
+        pattern = _shift_pattern(pattern, dx=0, dy=1)
+    return pattern  # type: ignore[return-value]
+
+
+def meta_fields_from_cards(
+    cards: Iterable[HeaderCard], *, height: int | None = None
+) -> dict[str, Any]:
+    """Parse the well-known FITS keywords into :class:`~skystack.frame.FrameMeta` arguments.
+
+    Parameters
+    ----------
+    cards : iterable of (keyword, value, comment)
+        Header cards in file order; the first occurrence of a keyword wins.
+    height : int, optional
+        Image height, needed to place a ``BAYERPAT`` given with ``ROWORDER = 'BOTTOM-UP'``.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for ``FrameMeta`` (only the fields the header knows).
+    """
+    table: dict[str, Any] = {}
+    for key, value, _comment in cards:
+        table.setdefault(key.upper(), value)
+    fields: dict[str, Any] = {
+        "exposure": _as_float(_first(table, "EXPTIME", "EXPOSURE", "ITIME", "EXP_TIME")),
+        "gain": _as_float(_first(table, "GAIN", "EGAIN_SETTING")),
+        "temperature": _as_float(_first(table, "CCD-TEMP", "CCD_TEMP", "SENSOR_TEMP", "CAM-TEMP")),
+        "cfa": _parse_cfa(table, height),
+        "date_obs": _parse_date(_first(table, "DATE-OBS", "DATE_OBS", "DATE-BEG")),
+        "camera": _first(table, "INSTRUME", "CAMERA"),
+        "telescope": _first(table, "TELESCOP"),
+        "filter": _first(table, "FILTER", "FILTER1"),
+        "target": _first(table, "OBJECT"),
+        "kind": _parse_kind(
+            _first(table, "IMAGETYP", "IMGTYPE", "FRAMETYP", "OBSTYPE", "DATA-TYP")
+        ),
+    }
+    iso = _as_float(_first(table, "ISOSPEED", "ISO"))
+    fields["iso"] = int(iso) if iso is not None else None
+    for name in ("camera", "telescope", "filter", "target"):
+        if fields[name] is not None:
+            fields[name] = str(fields[name]).strip()
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+_KIND_TO_IMAGETYP: dict[str, str] = {
+    "light": "Light Frame",
+    "dark": "Dark Frame",
+    "flat": "Flat Field",
+    "bias": "Bias Frame",
+    "dark-flat": "Dark Flat",
+}
+
+
+def cards_from_meta(meta: FrameMeta) -> list[HeaderCard]:
+    """The header cards to write for ``meta``: its original cards, updated with its fields.
+
+    Fields that are set override the original cards of the same meaning; Bayer offsets are
+    folded into ``BAYERPAT`` (so ``XBAYROFF``/``YBAYROFF`` become 0) and ``ROWORDER`` is
+    written as ``TOP-DOWN``, the order in which skystack stores rows.
+    """
+    updates: dict[str, tuple[Any, str]] = {}
+    if meta.exposure is not None:
+        updates["EXPTIME"] = (float(meta.exposure), "[s] exposure time")
+    if meta.iso is not None:
+        updates["ISOSPEED"] = (int(meta.iso), "ISO speed")
+    if meta.gain is not None:
+        updates["GAIN"] = (float(meta.gain), "camera gain setting")
+    if meta.temperature is not None:
+        updates["CCD-TEMP"] = (float(meta.temperature), "[C] sensor temperature")
+    if meta.cfa is not None:
+        updates["BAYERPAT"] = (meta.cfa, "Bayer pattern at array element [0, 0]")
+        updates["ROWORDER"] = ("TOP-DOWN", "order of rows in the image")
+        updates["XBAYROFF"] = (0, "Bayer pattern x offset")
+        updates["YBAYROFF"] = (0, "Bayer pattern y offset")
+    if meta.date_obs is not None:
+        stamp = meta.date_obs
+        if stamp.tzinfo is not None:
+            stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+        updates["DATE-OBS"] = (stamp.isoformat(), "UTC start of exposure")
+    if meta.camera is not None:
+        updates["INSTRUME"] = (meta.camera, "camera")
+    if meta.telescope is not None:
+        updates["TELESCOP"] = (meta.telescope, "telescope")
+    if meta.filter is not None:
+        updates["FILTER"] = (meta.filter, "filter")
+    if meta.target is not None:
+        updates["OBJECT"] = (meta.target, "target")
+    if meta.kind is not None:
+        updates["IMAGETYP"] = (_KIND_TO_IMAGETYP[meta.kind], "type of frame")
+    cards: list[HeaderCard] = []
+    for key, value, comment in meta.header:
+        upper = key.upper()
+        if _STRUCTURAL.match(upper):
+            continue
+        if upper in updates:
+            new_value, new_comment = updates.pop(upper)
+            cards.append((upper, new_value, comment or new_comment))
+        else:
+            cards.append((key, value, comment))
+    cards.extend((key, value, comment) for key, (value, comment) in updates.items())
+    return cards
+
+
+def _image_hdu(hdul: fits.HDUList, path: Path) -> fits.hdu.base.ExtensionHDU:
+    for hdu in hdul:
+        if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
+            if hdu.header.get("NAXIS", 0) > 0 and not (
+                isinstance(hdu, fits.PrimaryHDU) and _is_empty_primary(hdu)
+            ):
+                return hdu
+    raise FormatError(f"{path}: FITS file holds no image data")
+
+
+def _is_empty_primary(hdu: fits.PrimaryHDU) -> bool:
+    return any(hdu.header.get(f"NAXIS{i}", 1) == 0 for i in range(1, hdu.header["NAXIS"] + 1))
+
+
+def _check_dimensions(header: fits.Header, path: Path) -> tuple[int, ...]:
+    naxis = int(header.get("ZNAXIS", header.get("NAXIS", 0)))
+    prefix = "ZNAXIS" if "ZNAXIS" in header else "NAXIS"
+    shape = tuple(int(header.get(f"{prefix}{i}", 0)) for i in range(naxis, 0, -1))
+    if naxis not in (2, 3):
+        raise FormatError(f"{path}: FITS image has {naxis} axes; expected a 2-D image or a cube")
+    if any(n <= 0 for n in shape) or int(np.prod(shape, dtype=np.int64)) > _MAX_PIXELS:
+        raise FormatError(f"{path}: FITS header claims an impossible image size {shape}")
+    if naxis == 3 and shape[0] not in (1, 3):
+        raise FormatError(
+            f"{path}: FITS cube has {shape[0]} planes; expected a mono image or 3 colour planes"
+        )
+    return shape
+
+
+def _to_float(raw: np.ndarray, header: fits.Header, notes: list[str]) -> Image:
+    bzero = float(header.get("BZERO", 0.0))
+    bscale = float(header.get("BSCALE", 1.0))
+    if raw.dtype.kind == "f":
+        data = raw.astype(np.float32)
+        if bscale != 1.0 or bzero != 0.0:
+            data = data * np.float32(bscale) + np.float32(bzero)
+        return data
+    bits = raw.dtype.itemsize * 8
+    if raw.dtype.kind == "i" and bscale == 1.0 and bzero == 2.0 ** (bits - 1):
+        # FITS's unsigned convention: signed storage offset by half the range.
+        full_scale = 2.0**bits - 1.0
+        data = raw.astype(np.float32)
+        data += np.float32(bzero)
+    elif bscale == 1.0 and bzero == 0.0:
+        full_scale = float(np.iinfo(raw.dtype).max)
+        data = raw.astype(np.float32)
+    else:
+        notes.append(f"BSCALE={bscale:g} BZERO={bzero:g}: physical values kept unscaled")
+        return (raw.astype(np.float64) * bscale + bzero).astype(np.float32)
+    data *= np.float32(1.0 / full_scale)
+    return data
+
+
+def read_fits(path: Path) -> Frame:
+    """Read the first image HDU of a FITS file.
+
+    Parameters
+    ----------
+    path : Path
+        ``.fits/.fit/.fts``, tile-compressed ``.fz``, or whole-file ``.gz``/``.bz2``.
+
+    Returns
+    -------
+    Frame
+        float32 data, ``(H, W)`` or ``(H, W, 3)``; integer data scaled to full scale 1.0.
+    """
+    path = Path(path)
+    notes: list[str] = []
+    compressed_whole = path.suffix.lower() in (".gz", ".bz2")
+    with warnings.catch_warnings():
+        # Non-standard cards in real files (e.g. HIERARCH, long strings) are not our problem.
+        warnings.simplefilter("ignore", VerifyWarning)
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        try:
+            hdul = fits.open(
+                path,
+                memmap=not compressed_whole,
+                do_not_scale_image_data=True,
+                lazy_load_hdus=True,
+                mode="readonly",
+            )
+        except OSError as err:
+            raise FormatError(f"{path}: not a readable FITS file ({_short(err)})") from err
+        with hdul:
+            hdu = _image_hdu(hdul, path)
+            header = hdu.header
+            shape = _check_dimensions(header, path)
+            try:
+                raw = hdu.data
+            except (TypeError, ValueError, OSError) as err:
+                raise FormatError(
+                    f"{path}: FITS data are truncated or corrupt ({_short(err)})"
+                ) from err
+            if raw is None or raw.shape != shape:
+                raise FormatError(f"{path}: FITS data are truncated (expected shape {shape})")
+            data = _to_float(raw, header, notes)
+            del raw
+            cards = tuple(
+                (card.keyword, card.value, card.comment)
+                for card in hdu.header.cards
+                if not _STRUCTURAL.match(card.keyword)
+            )
+            bitpix = int(hdu.header.get("ZBITPIX", hdu.header.get("BITPIX", 0)))
+    if data.ndim == 3:
+        data = np.ascontiguousarray(np.moveaxis(data, 0, -1)) if shape[0] == 3 else data[0]
+    fields = meta_fields_from_cards(cards, height=data.shape[0])
+    if data.ndim == 3:
+        fields.pop("cfa", None)
+    meta = FrameMeta(
+        path=path,
+        format="fits",
+        bit_depth=abs(bitpix) or None,
+        notes=tuple(notes),
+        header=cards,
+        **fields,
+    )
+    return Frame(data, meta)
+
+
+def _short(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def write_fits(
+    data: Image,
+    path: Path,
+    *,
+    meta: FrameMeta | None = None,
+    bit_depth: int = 32,
+    history: Iterable[str] = (),
+) -> None:
+    """Write an image as FITS: float32 (``bit_depth=32``), unsigned 16-bit or 8-bit.
+
+    Colour ``(H, W, 3)`` is stored as a ``(3, H, W)`` cube. A ``.fz`` path writes a
+    tile-compressed HDU (lossless: RICE for integers, GZIP_2 without quantisation for floats);
+    ``.gz`` compresses the whole file.
+
+    Parameters
+    ----------
+    data : ndarray
+        float32 image, full scale 1.0.
+    path : Path
+        Output path (written directly; :func:`skystack.io.write` makes it atomic).
+    meta : FrameMeta, optional
+        Metadata to store as header cards.
+    bit_depth : {8, 16, 32}
+        Sample type.
+    history : iterable of str
+        HISTORY cards to add.
+    """
+    path = Path(path)
+    image = np.asarray(data, dtype=np.float32)
+    if bit_depth == 32:
+        stored: np.ndarray = image
+    elif bit_depth in (8, 16):
+        stored = float_to_integer(image, bit_depth)
+    else:
+        raise FormatError(f"{path}: FITS bit depth must be 8, 16 or 32, not {bit_depth}")
+    if stored.ndim == 3:
+        stored = np.ascontiguousarray(np.moveaxis(stored, -1, 0))
+    header = fits.Header()
+    for key, value, comment in cards_from_meta(meta or FrameMeta()):
+        if key in ("HISTORY", "COMMENT"):
+            header.add_history(str(value)) if key == "HISTORY" else header.add_comment(str(value))
+        elif key:
+            _set_card(header, key, value, comment)
+    from skystack import __version__
+
+    header["SWCREATE"] = (f"skystack {__version__}", "software that wrote this file")
+    for line in history:
+        header.add_history(str(line))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        if path.suffix.lower() == ".fz":
+            compression = "GZIP_2" if stored.dtype.kind == "f" else "RICE_1"
+            options: dict[str, Any] = {"compression_type": compression}
+            if stored.dtype.kind == "f":
+                options["quantize_level"] = 0.0
+            hdul = fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(stored, header, **options)])
+        else:
+            hdul = fits.HDUList([fits.PrimaryHDU(stored, header)])
+        hdul.writeto(path, overwrite=True, output_verify="silentfix")
+
+
+def _set_card(header: fits.Header, key: str, value: Any, comment: str) -> None:
+    if isinstance(value, float) and not np.isfinite(value):
+        return
+    if len(key) > 8 and not key.startswith("HIERARCH"):
+        key = f"HIERARCH {key}"
+    try:
+        header.append((key, value, comment), end=True)
+    except (ValueError, TypeError):
+        # A card from another file that astropy cannot re-emit (odd value types): keep it as text.
+        header.append((key, str(value), comment), end=True)
