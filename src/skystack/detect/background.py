@@ -55,7 +55,15 @@ def estimate_noise(image: Image, *, step: int = 1) -> float:
     if differences.size < 16:
         return float("nan")
     median = np.median(differences)
-    return float(np.median(np.abs(differences - median)) * MAD_TO_SIGMA / np.sqrt(2.0))
+    mad = float(np.median(np.abs(differences - median)))
+    if mad == 0.0:
+        # Coarsely quantised data (8-bit video of a smooth scene): most differences are exactly 0
+        # and the MAD says nothing. The standard deviation of the central 98% still measures the
+        # noise, slightly underestimated by the trimming.
+        low, high = np.percentile(differences, [1.0, 99.0])
+        central = differences[(differences >= low) & (differences <= high)]
+        return float(np.std(central) / np.sqrt(2.0))
+    return mad * MAD_TO_SIGMA / float(np.sqrt(2.0))
 
 
 def image_statistics(image: Image, *, cfa: bool = False) -> ImageStatistics:
