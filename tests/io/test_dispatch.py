@@ -135,3 +135,10 @@ def test_display_stretch_handles_adu_range_and_nan():
     data[0, 0] = np.nan
     out = display_stretch(data)
     assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_binary_garbage_named_raw_is_judged_by_libraw(tmp_path, rng):
+    path = tmp_path / "frame.rw2"
+    path.write_bytes(rng.integers(0, 256, size=4096, dtype=np.uint8).tobytes())
+    with pytest.raises(FormatError, match=r"frame\.rw2: .*raw"):
+        skystack.read(path)

@@ -222,3 +222,22 @@ def test_real_seestar_frame(shared_data):
     assert frame.meta.exposure == 10.0
     assert frame.meta.kind == "light"
     assert 0.0 <= frame.data.min() and frame.data.max() <= 1.0
+
+
+def test_raw_levels_white_balance_and_local_time_survive_fits(tmp_path):
+    meta = FrameMeta(
+        cfa="RGGB",
+        black_level=512 / 65535,
+        white_level=1.0,
+        white_balance=(2.2, 1.0, 1.9),
+        date_obs=datetime(2024, 8, 1, 23, 15, 0),  # camera clock, no time zone
+    )
+    path = tmp_path / "raw.fits"
+    skystack.write(Frame(np.zeros((4, 4), np.float32), meta), path)
+    header = fits.getheader(path)
+    assert "DATE-OBS" not in header and header["DATE-LOC"] == "2024-08-01T23:15:00"
+    back = skystack.read(path).meta
+    assert back.black_level == pytest.approx(512 / 65535)
+    assert back.white_level == 1.0
+    assert back.white_balance == pytest.approx((2.2, 1.0, 1.9))
+    assert back.date_obs == meta.date_obs and back.date_obs.tzinfo is None

@@ -128,9 +128,16 @@ def detect_format(path: str | os.PathLike[str]) -> FileFormat:
     sniffed = _sniff(head)
     ext = _suffix(path)
     if ext in RAW_EXTENSIONS:
-        if sniffed in ("tiff", "raw") or (sniffed == "video" and ext == ".cr3"):
-            return "raw"
-        raise FormatError(f"{path}: not a camera raw file ({_describe(head)})")
+        # Raw containers are many (TIFF-like, ISO media, vendor formats): only reject what is
+        # plainly not one, and let LibRaw judge the rest.
+        description = _describe(head)
+        if (
+            not head
+            or description == "it holds text"
+            or sniffed not in (None, "tiff", "raw", "video")
+        ):
+            raise FormatError(f"{path}: not a camera raw file ({description})")
+        return "raw"
     by_ext = _EXTENSIONS.get(ext)
     if not head:
         raise FormatError(f"{path}: {_describe(head)}")

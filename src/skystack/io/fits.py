@@ -67,7 +67,7 @@ def _as_float(value: Any) -> float | None:
         return None
 
 
-def _parse_date(value: Any) -> datetime | None:
+def _parse_date(value: Any, *, local: bool = False) -> datetime | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
@@ -83,7 +83,9 @@ def _parse_date(value: Any) -> datetime | None:
             parsed = datetime(1900 + year, month, day)
         except ValueError:
             return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if local or parsed.tzinfo:
+        return parsed
+    return parsed.replace(tzinfo=UTC)
 
 
 def _parse_kind(value: Any) -> FrameKind | None:
@@ -144,7 +146,10 @@ def meta_fields_from_cards(
         "gain": _as_float(_first(table, "GAIN", "EGAIN_SETTING")),
         "temperature": _as_float(_first(table, "CCD-TEMP", "CCD_TEMP", "SENSOR_TEMP", "CAM-TEMP")),
         "cfa": _parse_cfa(table, height),
-        "date_obs": _parse_date(_first(table, "DATE-OBS", "DATE_OBS", "DATE-BEG")),
+        "date_obs": _parse_date(_first(table, "DATE-OBS", "DATE_OBS", "DATE-BEG"))
+        or _parse_date(_first(table, "DATE-LOC"), local=True),
+        "black_level": _as_float(table.get("BLKLEVEL")),
+        "white_level": _as_float(table.get("WHTLEVEL")),
         "camera": _first(table, "INSTRUME", "CAMERA"),
         "telescope": _first(table, "TELESCOP"),
         "filter": _first(table, "FILTER", "FILTER1"),
@@ -153,6 +158,9 @@ def meta_fields_from_cards(
             _first(table, "IMAGETYP", "IMGTYPE", "FRAMETYP", "OBSTYPE", "DATA-TYP")
         ),
     }
+    balance = tuple(_as_float(table.get(f"CAMWB_{c}")) for c in "RGB")
+    if all(m is not None for m in balance):
+        fields["white_balance"] = balance
     iso = _as_float(_first(table, "ISOSPEED", "ISO"))
     fields["iso"] = int(iso) if iso is not None else None
     for name in ("camera", "telescope", "filter", "target"):
@@ -195,7 +203,16 @@ def cards_from_meta(meta: FrameMeta) -> list[HeaderCard]:
         stamp = meta.date_obs
         if stamp.tzinfo is not None:
             stamp = stamp.astimezone(UTC).replace(tzinfo=None)
-        updates["DATE-OBS"] = (stamp.isoformat(), "UTC start of exposure")
+            updates["DATE-OBS"] = (stamp.isoformat(), "UTC start of exposure")
+        else:  # a camera clock without a time zone
+            updates["DATE-LOC"] = (stamp.isoformat(), "local start of exposure (camera clock)")
+    if meta.black_level is not None:
+        updates["BLKLEVEL"] = (float(meta.black_level), "black level, full scale = 1")
+    if meta.white_level is not None:
+        updates["WHTLEVEL"] = (float(meta.white_level), "white level, full scale = 1")
+    if meta.white_balance is not None:
+        for channel, multiplier in zip("RGB", meta.white_balance, strict=True):
+            updates[f"CAMWB_{channel}"] = (float(multiplier), f"camera white balance, {channel}")
     if meta.camera is not None:
         updates["INSTRUME"] = (meta.camera, "camera")
     if meta.telescope is not None:
