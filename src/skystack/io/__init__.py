@@ -97,7 +97,12 @@ def _sniff(head: bytes) -> FileFormat | None:
 def _describe(head: bytes) -> str:
     if not head:
         return "it is empty (0 bytes)"
-    if all(32 <= b < 127 or b in (9, 10, 13) for b in head[:64]):
+    try:
+        text = head.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as err:
+        # A multi-byte character cut at the end of the sniffed bytes is still text.
+        text = head[: err.start].decode("utf-8") if err.start >= len(head) - 3 else ""
+    if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
         return "it holds text"
     return f"it starts with bytes {head[:8].hex(' ')}"
 
