@@ -241,3 +241,12 @@ def test_raw_levels_white_balance_and_local_time_survive_fits(tmp_path):
     assert back.white_level == 1.0
     assert back.white_balance == pytest.approx((2.2, 1.0, 1.9))
     assert back.date_obs == meta.date_obs and back.date_obs.tzinfo is None
+
+
+def test_ordinary_z_keywords_are_kept_but_compression_keywords_are_not(tmp_path):
+    header = fits.Header({"ZD": "22:14:00", "ZENITH": 12.5})
+    data = np.zeros((8, 8), np.uint16)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header)]).writeto(tmp_path / "z.fz")
+    meta = skystack.read(tmp_path / "z.fz").meta
+    assert meta.header_value("ZD") == "22:14:00" and meta.header_value("ZENITH") == 12.5
+    assert meta.header_value("ZCMPTYPE") is None and meta.header_value("ZBITPIX") is None

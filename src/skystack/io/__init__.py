@@ -33,7 +33,7 @@ __all__ = [
     "FileFormat",
 ]
 
-FileFormat = Literal["fits", "tiff", "png", "jpeg", "xisf", "raw", "ser", "video"]
+FileFormat = Literal["fits", "tiff", "png", "jpeg", "xisf", "raw", "ser", "video", "iraf"]
 
 _EXTENSIONS: dict[str, FileFormat] = {
     ".fits": "fits", ".fit": "fits", ".fts": "fits", ".fz": "fits",
@@ -42,6 +42,7 @@ _EXTENSIONS: dict[str, FileFormat] = {
     ".jpg": "jpeg", ".jpeg": "jpeg",
     ".xisf": "xisf",
     ".ser": "ser",
+    ".imh": "iraf", ".pix": "iraf",
     ".avi": "video", ".mp4": "video", ".mov": "video", ".mkv": "video", ".m4v": "video",
 }  # fmt: skip
 RAW_EXTENSIONS = frozenset(
@@ -65,6 +66,10 @@ _MAGIC: tuple[tuple[bytes, int, FileFormat], ...] = (
     (b"\xff\xd8\xff", 0, "jpeg"),
     (b"XISF0100", 0, "xisf"),
     (b"LUCAM-RECORDER", 0, "ser"),
+    (b"imhv2", 0, "iraf"),  # IRAF OIF header (.imh)
+    (b"impv2", 0, "iraf"),  # IRAF OIF pixel file (.pix)
+    (b"\x00i\x00m\x00h\x00d\x00r", 0, "iraf"),  # OIF version 1, refused by the reader
+    (b"i\x00m\x00h\x00d\x00r\x00", 0, "iraf"),
     (b"FUJIFILMCCD-RAW", 0, "raw"),
     (b"IIRO", 0, "raw"),
     (b"IIRS", 0, "raw"),
@@ -154,8 +159,6 @@ def detect_format(path: str | os.PathLike[str]) -> FileFormat:
         return by_ext
     if sniffed is not None:
         return sniffed
-    if ext in (".imh", ".pix"):
-        raise FormatError(f"{path}: IRAF images are not supported; convert them to FITS")
     raise FormatError(f"{path}: unknown image format ({_describe(head)})")
 
 

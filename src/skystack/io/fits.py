@@ -29,7 +29,9 @@ __all__ = ["read_fits", "write_fits", "meta_fields_from_cards", "cards_from_meta
 # Cards that describe the data layout: astropy writes them itself, so they are not kept.
 _STRUCTURAL = re.compile(
     r"^(SIMPLE|BITPIX|NAXIS\d*|EXTEND|BZERO|BSCALE|PCOUNT|GCOUNT|XTENSION|CHECKSUM|DATASUM|"
-    r"Z[A-Z0-9]+|TFIELDS|TTYPE\d+|TFORM\d+|THEAP|END)$"
+    r"ZIMAGE|ZBITPIX|ZNAXIS\d*|ZTILE\d+|ZCMPTYPE|ZNAME\d+|ZVAL\d+|ZQUANTIZ|ZDITHER0|ZSIMPLE|"
+    r"ZEXTEND|ZBLOCKED|ZTENSION|ZPCOUNT|ZGCOUNT|ZHECKSUM|ZDATASUM|ZBLANK|ZSCALE|ZZERO|ZMASKCMP|"
+    r"TFIELDS|TTYPE\d+|TFORM\d+|THEAP|END)$"
 )
 _MAX_PIXELS = 2**31  # refuse headers that promise absurd images before touching the data
 
