@@ -142,3 +142,12 @@ def test_binary_garbage_named_raw_is_judged_by_libraw(tmp_path, rng):
     path.write_bytes(rng.integers(0, 256, size=4096, dtype=np.uint8).tobytes())
     with pytest.raises(FormatError, match=r"frame\.rw2: .*raw"):
         skystack.read(path)
+
+
+def test_outputs_get_normal_file_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = skystack.write(np.zeros((2, 2), np.float32), tmp_path / "out.fits")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -34,7 +34,8 @@ def estimate_noise(image: Image, *, step: int = 1) -> float:
     Uses differences between pixels ``step`` apart along rows: for independent noise of σ,
     such a difference has σ√2. Their spread is taken from the median absolute deviation, then
     refined by a 4-sigma clipped standard deviation, which ignores stars and edges and stays
-    right on coarsely quantised data. Use ``step=2`` on an undebayered Bayer mosaic so only same-colour pixels are compared.
+    right on coarsely quantised data. Use ``step=2`` on an undebayered Bayer mosaic so only
+    same-colour pixels are compared.
 
     Parameters
     ----------

@@ -1,0 +1,41 @@
+"""The demo: simulated session in, a FITS and a PNG showing a star field out; re-runs resume."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+import skystack
+from skystack.cli.main import main
+
+
+def test_demo_writes_fits_and_png_of_a_star_field(tmp_path, capsys):
+    folder = tmp_path / "demo"
+    assert main(["demo", str(folder)]) == 0
+    fits_frame = skystack.read(folder / "demo_light.fits")
+    assert fits_frame.data.dtype == np.float32 and fits_frame.meta.bit_depth == 32
+    assert any("skystack demo" in str(v) for k, v, _ in fits_frame.meta.header if k == "HISTORY")
+
+    picture = skystack.read(folder / "demo_light.png")
+    assert picture.meta.bit_depth == 8
+    image = picture.data
+    # Stretched for display: a grey sky, and many separate bright stars on it.
+    assert 0.1 < np.median(image) < 0.4
+    peaks = (image == ndimage.maximum_filter(image, size=9)) & (image > 0.8)
+    _, star_count = ndimage.label(ndimage.binary_dilation(peaks, iterations=2))
+    assert star_count > 100
+
+    lights = sorted((folder / "session" / "lights").glob("*.fits"))
+    assert len(lights) == 12
+    truth = folder / "session" / "truth" / "truth.json"
+    assert truth.exists()
+
+    # Outputs are not replaced silently.
+    capsys.readouterr()
+    assert main(["demo", str(folder)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+    # With --overwrite the simulated session is reused, not simulated again.
+    before = [p.stat().st_mtime_ns for p in lights]
+    assert main(["demo", str(folder), "--overwrite"]) == 0
+    assert [p.stat().st_mtime_ns for p in lights] == before
