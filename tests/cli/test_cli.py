@@ -136,3 +136,33 @@ def test_console_script_starts_fast_without_heavy_imports():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_ser_promising_more_frames_than_it_holds(capsys, tmp_path):
+    from skystack.io.ser import write_ser
+
+    path = tmp_path / "short.ser"
+    write_ser(np.zeros((4, 16, 16), np.float32), path, bit_depth=8)
+    path.write_bytes(path.read_bytes()[: 178 + 2 * 16 * 16 + 10])  # 2 whole frames of 4 remain
+    code, _, err = run_cli(capsys, "info", str(path))
+    assert code == 2
+    line = _one_error_line(err)
+    assert "short.ser" in line and "4" in line and "2" in line
+
+
+def test_info_on_every_real_sample_file(capsys, shared_data):
+    files = sorted(p for p in shared_data.rglob("*") if p.is_file())
+    images = [p for p in files if p.suffix.lower() != ".md"]
+    code, out, err = run_cli(capsys, "info", "--json", *map(str, files))
+    assert "Traceback" not in err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert sorted(r["path"] for r in records) == sorted(map(str, images))
+    # Only the README and SOURCE notes are refused, each with one line naming it.
+    errors = err.strip().splitlines()
+    assert len(errors) == len(files) - len(images)
+    assert all(".md: unknown image format (it holds text)" in line for line in errors)
+    assert code == 2
+    for record in records:
+        for stats in record["statistics"].values():
+            assert stats["min"] <= stats["median"] <= stats["max"]
+            assert stats["noise"] >= 0
