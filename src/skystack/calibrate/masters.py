@@ -172,6 +172,9 @@ def make_master_flat(
     cfa: CfaPattern | None = None,
     method: CombineMethod = "sigma-clip",
     kappa: float = 3.0,
+    frame_levels: np.ndarray | None = None,
+    row0: int = 0,
+    normalize: bool = True,
 ) -> Image:
     """Master flat: flats minus bias (and dark-flat), each scaled to a common level, combined.
 
@@ -191,12 +194,25 @@ def make_master_flat(
         Constant offset (black level) used when there is no master bias.
     cfa : str, optional
         Bayer pattern of mosaic flats.
+    frame_levels : ndarray, optional
+        Per-frame channel levels ``(N, 1 or 3)`` measured on whole frames, for combining a band
+        of rows at a time; measured on ``cube`` itself when absent.
+    row0 : int
+        First row of the band in the full frame (its parity places the Bayer pattern).
+    normalize : bool
+        Normalise the result per channel; off for bands, which the caller normalises at the end.
     """
     flats = _subtract(cube, master_bias, "bias")
     if master_bias is None and offset is not None:
         flats = flats - np.float32(offset)
     flats = _subtract(flats, master_dark_flat, "dark-flat")
+    if frame_levels is None:
+        frame_levels = np.array([channel_levels(flat, cfa=cfa) for flat in flats])
     scaled = np.stack(
-        [scale_channels(flat, 1.0 / channel_levels(flat, cfa=cfa), cfa=cfa) for flat in flats]
+        [
+            scale_channels(flat, 1.0 / levels, cfa=cfa, row0=row0)
+            for flat, levels in zip(flats, frame_levels, strict=True)
+        ]
     )
-    return normalize_flat(combine_frames(scaled, method=method, kappa=kappa), cfa=cfa)
+    combined = combine_frames(scaled, method=method, kappa=kappa)
+    return normalize_flat(combined, cfa=cfa) if normalize else combined

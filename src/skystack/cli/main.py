@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import typer
 
 from skystack import __version__
-from skystack.cli import convert, demo, info
+from skystack.cli import calibrate, convert, demo, info
 
 __all__ = ["app", "main", "run"]
 
@@ -55,6 +55,7 @@ def _root(
 
 
 info.register(app)
+calibrate.register(app)
 convert.register(app)
 demo.register(app)
 

@@ -1,0 +1,95 @@
+"""Settings of each pipeline stage as frozen dataclasses (only :mod:`skystack.pipeline` uses them).
+
+Every field has the default a user gets with no option; the command line builds these from its
+flags, and recipes (TOML) will load and dump them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+from skystack._typing import CfaPattern
+
+__all__ = ["DebayerChoice", "WhiteBalanceChoice", "MasterSources", "CalibrationConfig"]
+
+DebayerChoice: TypeAlias = Literal["none", "bilinear", "vng", "ea", "superpixel"]
+WhiteBalanceChoice: TypeAlias = Literal["none", "camera"]
+
+
+@dataclass(frozen=True)
+class MasterSources:
+    """Where calibration masters come from: frames to combine, ready masters, or a library.
+
+    A ready master (``master_*``) wins over frames of the same kind; ``library`` is a folder of
+    masters picked by kind, size, exposure, ISO/gain and temperature for the lights.
+    """
+
+    bias: tuple[Path, ...] = ()
+    darks: tuple[Path, ...] = ()
+    flats: tuple[Path, ...] = ()
+    dark_flats: tuple[Path, ...] = ()
+    master_bias: Path | None = None
+    master_dark: Path | None = None
+    master_flat: Path | None = None
+    master_dark_flat: Path | None = None
+    library: Path | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when no calibration source is given at all."""
+        return not any(
+            (self.bias, self.darks, self.flats, self.dark_flats, self.master_bias,
+             self.master_dark, self.master_flat, self.master_dark_flat, self.library)
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """How lights are calibrated, corrected and debayered.
+
+    Attributes
+    ----------
+    masters : MasterSources
+        Calibration frames and masters.
+    master_method : {"sigma-clip", "mean", "median"}
+        How masters are combined; ``master_kappa`` is the clipping threshold.
+    dark_optimize : bool
+        Fit the dark's scale to each light (uncooled cameras) instead of the exposure ratio.
+    cosmetic : bool
+        Replace hot pixels found in the master dark and cold pixels found in the master flat.
+    cosmetic_sigma : float
+        Detection threshold of hot/cold pixels, in standard deviations.
+    light_outliers : bool
+        Also find and replace single-pixel outliers in each light (no darks needed).
+    bad_pixel_map : Path or None
+        An image (non-zero = bad) or a text file of ``x y`` pairs of pixels to replace.
+    cosmic_rays : bool
+        Remove cosmic rays (L.A.Cosmic via astroscrappy; mono data).
+    cfa : str or None
+        Bayer pattern overriding the files' metadata.
+    debayer : str
+        Demosaicing method of the written frames, or ``"none"`` to keep the mosaic.
+    white_balance : "none", "camera" or three multipliers
+        White balance applied in CFA space before debayering.
+    neutralize_background : bool
+        Make the background neutral grey after debayering.
+    memory_bytes : int or None
+        Memory budget for building masters (default: a share of the free RAM).
+    """
+
+    masters: MasterSources = field(default_factory=MasterSources)
+    master_method: Literal["sigma-clip", "mean", "median"] = "sigma-clip"
+    master_kappa: float = 3.0
+    dark_optimize: bool = False
+    cosmetic: bool = True
+    cosmetic_sigma: float = 5.0
+    light_outliers: bool = False
+    bad_pixel_map: Path | None = None
+    cosmic_rays: bool = False
+    cfa: CfaPattern | None = None
+    debayer: DebayerChoice = "none"
+    white_balance: WhiteBalanceChoice | tuple[float, float, float] = "none"
+    neutralize_background: bool = False
+    memory_bytes: int | None = None

@@ -1,0 +1,308 @@
+"""Calibrating lights: masters applied in CFA space, cosmetic correction, white balance, debayer.
+
+Frames are streamed one at a time (memory does not grow with their number). ``calibrate_files``
+builds its output folder as ``OUT_DIR.partial/`` and renames it when complete; re-running the
+same command after an interruption reuses the masters and frames already written there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skystack._typing import CfaPattern, ProgressCallback
+from skystack.calibrate.apply import (
+    calibrate_light,
+    dark_scale_for_exposure,
+    optimize_dark_scale,
+)
+from skystack.config import CalibrationConfig
+from skystack.errors import (
+    FrameSkippedWarning,
+    GeometryError,
+    MetadataWarning,
+    MissingFileError,
+    OutputExistsError,
+    SkystackError,
+)
+from skystack.frame import Frame
+from skystack.io import read, write
+from skystack.pipeline.masters import MasterSet, check_master, prepare_masters
+
+__all__ = ["CalibratedFrame", "CalibrationRun", "calibrate_frame", "calibrate_files"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CalibratedFrame:
+    """A calibrated frame and what was done to it, one line each."""
+
+    frame: Frame
+    history: tuple[str, ...]
+
+
+def calibrate_frame(frame: Frame, masters: MasterSet, config: CalibrationConfig) -> CalibratedFrame:
+    """Calibrate, correct and (optionally) debayer one light.
+
+    Steps: ``(light - bias - k * dark) / flat`` in CFA space (without a bias, the file's black
+    level is the offset); hot/cold pixels from the masters, a bad-pixel map and (optionally)
+    single-pixel outliers of the light replaced from same-colour neighbours; cosmic rays (mono);
+    white balance; debayering; background neutralisation.
+    """
+    from skystack.calibrate import cosmetic
+
+    meta = frame.meta
+    cfa: CfaPattern | None = config.cfa or meta.cfa
+    if frame.data.ndim == 3:
+        cfa = None
+    history: list[str] = []
+    bias = masters.bias.data if masters.bias is not None else None
+    offset = 0.0
+    if bias is None and meta.black_level is not None:
+        offset = float(meta.black_level)
+        history.append(f"offset: black level {offset * 65535:.1f} ADU (no bias frames)")
+    dark = masters.dark
+    scale = 1.0
+    if dark is not None:
+        if not dark.thermal_only:
+            scale = 1.0
+            history.append("dark: includes the bias, subtracted unscaled")
+        elif config.dark_optimize:
+            scale = optimize_dark_scale(
+                frame.data, dark=dark.data, bias=bias, offset=offset, step=2 if cfa else 1
+            )
+            history.append(f"dark: optimised scale k = {scale:.4f}")
+        else:
+            scale = dark_scale_for_exposure(meta.exposure, dark.meta.exposure)
+            history.append(f"dark: scale k = {scale:.4f} (exposure ratio)")
+    data = calibrate_light(
+        frame.data,
+        bias=bias,
+        dark=dark.data if dark is not None else None,
+        flat=masters.flat.data if masters.flat is not None else None,
+        dark_scale=scale,
+        offset=offset if bias is None else 0.0,
+    )
+    if masters.bias is not None:
+        history.append(f"bias: {masters.bias.n_frames or '?'} frames")
+    if masters.flat is not None:
+        history.append(f"flat: {masters.flat.n_frames or '?'} frames, normalised per channel")
+
+    mask = masters.bad_pixels.copy() if masters.bad_pixels is not None else None
+    if config.light_outliers:
+        found = _per_plane(
+            data, lambda p: cosmetic.find_outlier_pixels(p, sigma=config.cosmetic_sigma, cfa=cfa)
+        )
+        mask = found if mask is None else mask | found
+    if mask is not None and mask.any():
+        data = _repair(data, mask, cfa)
+        history.append(f"cosmetic: {int(mask.sum())} pixels replaced from same-colour neighbours")
+    if config.cosmic_rays:
+        if data.ndim == 2 and cfa is None:
+            data, hits = cosmetic.remove_cosmic_rays(data)
+            history.append(f"cosmic rays: {int(hits.sum())} pixels replaced (L.A.Cosmic)")
+        else:
+            warnings.warn(
+                f"{meta.path}: cosmic-ray removal is for mono data; skipped",
+                MetadataWarning,
+                stacklevel=2,
+            )
+
+    multipliers = _white_balance(config, meta)
+    if multipliers is not None:
+        from skystack.color.balance import white_balance, white_balance_cfa
+
+        data = (
+            white_balance_cfa(data, cfa, multipliers) if cfa else white_balance(data, multipliers)
+        )
+        history.append("white balance: " + ", ".join(f"{m:.4f}" for m in multipliers))
+
+    new_meta = meta.replace(black_level=None if (bias is not None or offset) else meta.black_level)
+    if config.debayer != "none" and cfa is not None and data.ndim == 2:
+        from skystack.color.debayer import debayer
+
+        data = debayer(data, pattern=cfa, method=config.debayer)
+        new_meta = new_meta.replace(cfa=None)
+        history.append(f"debayer: {config.debayer}, pattern {cfa}")
+    elif config.debayer != "none" and cfa is None and frame.data.ndim == 2:
+        warnings.warn(
+            f"{meta.path}: no Bayer pattern (give --cfa); written undebayered",
+            MetadataWarning,
+            stacklevel=2,
+        )
+    elif cfa is not None:
+        new_meta = new_meta.replace(cfa=cfa)
+    if config.neutralize_background and data.ndim == 3:
+        from skystack.color.balance import neutralize_background
+
+        data = neutralize_background(data)
+        history.append("background neutralised")
+    return CalibratedFrame(Frame(np.asarray(data, np.float32), new_meta), tuple(history))
+
+
+def _per_plane(data, finder):  # noqa: ANN001, ANN202
+    if data.ndim == 3:
+        return np.any([finder(data[..., c]) for c in range(3)], axis=0)
+    return finder(data)
+
+
+def _repair(data, mask, cfa):  # noqa: ANN001, ANN202
+    from skystack.calibrate.cosmetic import repair_pixels
+
+    if data.ndim == 3:
+        return np.stack([repair_pixels(data[..., c], mask) for c in range(3)], axis=-1)
+    return repair_pixels(data, mask, cfa=cfa)
+
+
+def _white_balance(config: CalibrationConfig, meta) -> tuple[float, float, float] | None:  # noqa: ANN001
+    if config.white_balance == "none":
+        return None
+    if config.white_balance == "camera":
+        if meta.white_balance is None:
+            warnings.warn(
+                f"{meta.path}: no camera white balance in the file; none applied",
+                MetadataWarning,
+                stacklevel=3,
+            )
+            return None
+        r, g, b = meta.white_balance
+        return (r / g, 1.0, b / g)
+    return tuple(float(m) for m in config.white_balance)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    """What ``calibrate_files`` wrote and skipped."""
+
+    out_dir: Path
+    outputs: tuple[Path, ...]
+    skipped: tuple[tuple[Path, str], ...]
+    masters: tuple[Path, ...]
+
+
+def _output_names(lights: list[Path]) -> list[str]:
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for path in lights:
+        stem = path.name.split(".")[0] if path.suffix.lower() in (".gz", ".bz2") else path.stem
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        names.append(f"{stem}.fits" if count == 0 else f"{stem}_{count + 1}.fits")
+    return names
+
+
+def calibrate_files(
+    lights: list[Path],
+    out_dir: Path,
+    config: CalibrationConfig,
+    *,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> CalibrationRun:
+    """Calibrate light files into ``out_dir`` (one float32 FITS per light, masters under
+    ``out_dir/masters/``).
+
+    A light that cannot be read, or whose size differs from the first light's, is skipped with
+    a warning and listed in the result. The folder is built as ``OUT_DIR.partial`` and renamed
+    when complete; a re-run resumes from it.
+
+    Raises
+    ------
+    OutputExistsError
+        When ``out_dir`` exists and ``overwrite`` is False.
+    MissingFileError
+        When no light can be read.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise OutputExistsError(f"{out_dir}: output exists already; pass --overwrite to replace it")
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    _prepare_partial(partial, lights, config)
+    first, first_index, skipped = _first_readable(lights)
+    masters = prepare_masters(
+        config, first_light=first, masters_dir=partial / "masters", progress=progress
+    )
+    outputs: list[Path] = []
+    names = _output_names(lights)
+    warned: set[str] = set()
+    for index, (path, name) in enumerate(zip(lights, names, strict=True)):
+        target = partial / name
+        if index < first_index:
+            continue
+        if target.exists():
+            outputs.append(target)  # written by an interrupted earlier run
+        else:
+            try:
+                frame = first if index == first_index else read(path)
+                if frame.data.shape != first.data.shape:
+                    raise GeometryError(
+                        f"{path}: size {frame.data.shape} differs from the first light's "
+                        f"{first.data.shape}"
+                    )
+                _warn_mismatches(masters, frame, warned)
+                result = calibrate_frame(frame, masters, config)
+            except SkystackError as err:
+                warnings.warn(f"skipping light: {err}", FrameSkippedWarning, stacklevel=2)
+                skipped.append((path, str(err)))
+                continue
+            history = [f"skystack calibrate: {line}" for line in result.history]
+            write(result.frame, target, history=history, overwrite=True)
+            outputs.append(target)
+        if progress is not None:
+            progress(index + 1, len(lights), "calibrate")
+    master_paths = tuple(sorted((partial / "masters").glob("master_*.fits")))
+    if not any((partial / "masters").iterdir()):
+        (partial / "masters").rmdir()
+    (partial / ".settings.json").unlink(missing_ok=True)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    partial.rename(out_dir)
+    rename = lambda p: out_dir / p.relative_to(partial)  # noqa: E731
+    return CalibrationRun(
+        out_dir=out_dir,
+        outputs=tuple(rename(p) for p in outputs),
+        skipped=tuple(skipped),
+        masters=tuple(rename(p) for p in master_paths),
+    )
+
+
+def _prepare_partial(partial: Path, lights: list[Path], config: CalibrationConfig) -> None:
+    """Create the partial folder, or keep an earlier one only if it was made the same way."""
+    settings = json.dumps(
+        {"lights": [str(p) for p in lights], "config": repr(config)}, sort_keys=True
+    )
+    stamp = partial / ".settings.json"
+    if partial.exists() and (not stamp.exists() or stamp.read_text() != settings):
+        _log.info("discarding %s: made with other settings", partial)
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(settings)
+
+
+def _first_readable(lights: list[Path]) -> tuple[Frame, int, list[tuple[Path, str]]]:
+    skipped: list[tuple[Path, str]] = []
+    for index, path in enumerate(lights):
+        try:
+            return read(path), index, skipped
+        except SkystackError as err:
+            warnings.warn(f"skipping light: {err}", FrameSkippedWarning, stacklevel=3)
+            skipped.append((path, str(err)))
+    raise MissingFileError(f"none of the {len(lights)} lights could be read")
+
+
+def _warn_mismatches(masters: MasterSet, frame: Frame, warned: set[str]) -> None:
+    for master in (masters.bias, masters.dark, masters.flat):
+        if master is None:
+            continue
+        for problem in check_master(master, frame.meta, frame.meta.path):
+            key = f"{master.kind}:{problem.split(':', 1)[1].split()[0]}"
+            if key not in warned:
+                warned.add(key)
+                warnings.warn(problem, MetadataWarning, stacklevel=3)
