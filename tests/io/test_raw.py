@@ -89,13 +89,10 @@ def test_dng_sites_have_colour_statistics(dng_frame):
     assert abs(float(red.mean()) / float(blue.mean()) - 1.0) > 0.1
 
 
-def test_truncated_dng_is_format_error(dng, tmp_path):
+def test_truncated_dng_is_format_error(dng, tmp_path, assert_format_error):
     path = tmp_path / "cut short.dng"
     path.write_bytes(dng.read_bytes()[:200_000])
-    with pytest.raises(FormatError, match=re.escape(str(path))):
-        skystack.io.read(path)
-    with pytest.raises(FormatError, match=re.escape(str(path))):
-        read_raw(path)
+    assert_format_error(path, read_raw)
 
 
 # --------------------------------------------------------------------------------- bad files

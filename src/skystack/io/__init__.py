@@ -21,6 +21,7 @@ import numpy as np
 from skystack.errors import FileAccessError, FormatError, MissingFileError
 from skystack.frame import Frame, FrameMeta
 from skystack.io._atomic import atomic_path
+from skystack.io._common import one_line
 from skystack.io.display import DisplayStretch, display_stretch
 
 __all__ = [
@@ -201,12 +202,7 @@ def read(path: str | os.PathLike[str], *, index: int = 0) -> Frame:
         raise FormatError(f"{path}: image too large to load ({err})") from err
     except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError) as err:
         # Third-party readers signal corrupt data with a variety of builtin errors.
-        raise FormatError(f"{path}: cannot read {fmt.upper()} data ({_one_line(err)})") from err
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+        raise FormatError(f"{path}: cannot read {fmt.upper()} data ({one_line(err)})") from err
 
 
 def _as_frame(frame_or_array: Frame | np.ndarray) -> Frame:

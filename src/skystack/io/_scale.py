@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import numpy.typing as npt
 
 from skystack._typing import Image
+from skystack.errors import FormatError
 
-__all__ = ["integer_to_float", "float_to_integer"]
+__all__ = ["integer_to_float", "float_to_integer", "stored_samples"]
 
 
 def integer_to_float(samples: npt.NDArray[np.integer], *, full_scale: float | None = None) -> Image:
@@ -33,3 +36,41 @@ def float_to_integer(data: Image, bits: int) -> npt.NDArray[np.unsignedinteger]:
     top = float(np.iinfo(dtype).max)
     scaled = np.nan_to_num(np.asarray(data, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0)
     return np.rint(np.clip(scaled, 0.0, 1.0) * top).astype(dtype)
+
+
+def stored_samples(
+    data: Image,
+    bit_depth: int,
+    *,
+    path: str | os.PathLike[str],
+    format_name: str,
+    any_shape: bool = False,
+) -> np.ndarray:
+    """The samples a writer stores for ``data``: float32 as it is, or quantised integers.
+
+    Parameters
+    ----------
+    data : ndarray
+        Image data, full scale 1.0 (cast to float32).
+    bit_depth : {8, 16, 32}
+        32 keeps float32 unchanged (no clipping); 8 and 16 go through :func:`float_to_integer`.
+    path : path-like
+        The output file, named in error messages.
+    format_name : str
+        The format as error messages name it (``"TIFF"``, ``"XISF"`` ...).
+    any_shape : bool
+        Accept any array shape (FITS stores cubes); otherwise only ``(H, W)`` and ``(H, W, 3)``.
+
+    Raises
+    ------
+    FormatError
+        For an image that is not ``(H, W)`` or ``(H, W, 3)`` (checked first), or another bit depth.
+    """
+    image = np.asarray(data, dtype=np.float32)
+    if not any_shape and not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise FormatError(f"{path}: cannot write an image of shape {image.shape} as {format_name}")
+    if bit_depth == 32:
+        return image
+    if bit_depth in (8, 16):
+        return float_to_integer(image, bit_depth)
+    raise FormatError(f"{path}: {format_name} bit depth must be 8, 16 or 32, not {bit_depth}")

@@ -22,7 +22,8 @@ from astropy.utils.exceptions import AstropyUserWarning
 from skystack._typing import CFA_PATTERNS, CfaPattern, FrameKind, Image
 from skystack.errors import FormatError
 from skystack.frame import Frame, FrameMeta, HeaderCard
-from skystack.io._scale import float_to_integer
+from skystack.io._common import one_line
+from skystack.io._scale import stored_samples
 
 __all__ = ["read_fits", "write_fits", "meta_fields_from_cards", "cards_from_meta"]
 
@@ -321,7 +322,7 @@ def read_fits(path: Path) -> Frame:
                 mode="readonly",
             )
         except OSError as err:
-            raise FormatError(f"{path}: not a readable FITS file ({_short(err)})") from err
+            raise FormatError(f"{path}: not a readable FITS file ({one_line(err)})") from err
         with hdul:
             hdu = _image_hdu(hdul, path)
             header = hdu.header
@@ -330,7 +331,7 @@ def read_fits(path: Path) -> Frame:
                 raw = hdu.data
             except (TypeError, ValueError, OSError) as err:
                 raise FormatError(
-                    f"{path}: FITS data are truncated or corrupt ({_short(err)})"
+                    f"{path}: FITS data are truncated or corrupt ({one_line(err)})"
                 ) from err
             if raw is None or raw.shape != shape:
                 raise FormatError(f"{path}: FITS data are truncated (expected shape {shape})")
@@ -356,11 +357,6 @@ def read_fits(path: Path) -> Frame:
         **fields,
     )
     return Frame(data, meta)
-
-
-def _short(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def write_fits(
@@ -391,13 +387,7 @@ def write_fits(
         HISTORY cards to add.
     """
     path = Path(path)
-    image = np.asarray(data, dtype=np.float32)
-    if bit_depth == 32:
-        stored: np.ndarray = image
-    elif bit_depth in (8, 16):
-        stored = float_to_integer(image, bit_depth)
-    else:
-        raise FormatError(f"{path}: FITS bit depth must be 8, 16 or 32, not {bit_depth}")
+    stored = stored_samples(data, bit_depth, path=path, format_name="FITS", any_shape=True)
     if stored.ndim == 3:
         stored = np.ascontiguousarray(np.moveaxis(stored, -1, 0))
     header = fits.Header()

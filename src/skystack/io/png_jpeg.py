@@ -25,7 +25,7 @@ import numpy as np
 from skystack._typing import Image
 from skystack.errors import FormatError
 from skystack.frame import Frame, FrameMeta
-from skystack.io._scale import float_to_integer, integer_to_float
+from skystack.io._scale import integer_to_float, stored_samples
 from skystack.io.tiff import meta_from_exif, read_exif
 
 __all__ = ["read_png", "write_png", "read_jpeg", "write_jpeg", "JPEG_QUALITY"]
@@ -282,10 +282,7 @@ def _to_rgb(pixels: np.ndarray, *, grey: bool) -> Image:
 
 
 def _quantise(data: Image, bits: int, path: Path, kind: str) -> np.ndarray:
-    image = np.asarray(data, dtype=np.float32)
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-        raise FormatError(f"{path}: cannot write an image of shape {image.shape} as {kind}")
-    stored = float_to_integer(image, bits)
+    stored = stored_samples(data, bits, path=path, format_name=kind)
     if stored.ndim == 3:
         stored = np.ascontiguousarray(stored[..., ::-1])  # R, G, B -> OpenCV's B, G, R
     return stored

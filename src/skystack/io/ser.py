@@ -52,8 +52,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any, BinaryIO, Self, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +66,7 @@ from skystack.errors import (
     MissingFileError,
 )
 from skystack.frame import Frame, FrameMeta, HeaderCard
+from skystack.io._common import ClosingReader, read_and_close
 from skystack.io._scale import float_to_integer, integer_to_float
 
 __all__ = ["SerColorId", "SerHeader", "SerReader", "read_ser", "write_ser", "SER_HEADER_SIZE"]
@@ -337,7 +337,7 @@ def _open_for_reading(path: Path) -> BinaryIO:
         raise FileAccessError(f"{path}: cannot be read (permission denied)") from err
 
 
-class SerReader:
+class SerReader(ClosingReader):
     """A SER file opened for lazy, memory-mapped reading of its frames.
 
     The header is validated and the file size checked against what the header promises before
@@ -588,17 +588,6 @@ class SerReader:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         h = self._header
         return (
@@ -628,11 +617,7 @@ def read_ser(path: str | os.PathLike[str], *, index: int = 0) -> Frame:
     FormatError
         When the file is not a valid SER file or ``index`` is out of range.
     """
-    with SerReader(path) as reader:
-        try:
-            return reader[index]
-        except IndexError as err:
-            raise FormatError(str(err)) from err
+    return read_and_close(SerReader(path), index)
 
 
 # -- writing --------------------------------------------------------------------------------

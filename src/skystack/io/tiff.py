@@ -28,7 +28,8 @@ import tifffile
 from skystack._typing import CFA_PATTERNS, CfaPattern, Image
 from skystack.errors import FormatError
 from skystack.frame import Frame, FrameMeta, HeaderCard
-from skystack.io._scale import float_to_integer
+from skystack.io._common import one_line, software_name
+from skystack.io._scale import stored_samples
 
 __all__ = ["read_tiff", "write_tiff", "read_exif", "meta_from_exif", "ExifMeta"]
 
@@ -88,9 +89,9 @@ def read_tiff(path: str | os.PathLike[str]) -> Frame:
     except FormatError:
         raise
     except tifffile.TiffFileError as err:
-        raise FormatError(f"{path}: not a readable TIFF file ({_one_line(err)})") from err
+        raise FormatError(f"{path}: not a readable TIFF file ({one_line(err)})") from err
     except (ValueError, OSError, EOFError, IndexError, KeyError, struct.error) as err:
-        detail = _one_line(err).strip("\"'")
+        detail = one_line(err).strip("\"'")
         if "imagecodecs" in detail:
             raise FormatError(
                 f"{path}: cannot decode this TIFF's compression ({detail}); "
@@ -254,15 +255,7 @@ def write_tiff(
         For another bit depth or an image that is not ``(H, W)`` or ``(H, W, 3)``.
     """
     path = Path(path)
-    image = np.asarray(data, dtype=np.float32)
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-        raise FormatError(f"{path}: cannot write an image of shape {image.shape} as TIFF")
-    if bit_depth == 32:
-        stored: np.ndarray = image
-    elif bit_depth in (8, 16):
-        stored = float_to_integer(image, bit_depth)
-    else:
-        raise FormatError(f"{path}: TIFF bit depth must be 8, 16 or 32, not {bit_depth}")
+    stored = stored_samples(data, bit_depth, path=path, format_name="TIFF")
     extratags: list[tuple[int, str, int, Any, bool]] = []
     if meta is not None and meta.camera:
         extratags.append((272, "s", 0, str(meta.camera), True))
@@ -272,18 +265,9 @@ def write_tiff(
         photometric="rgb" if stored.ndim == 3 else "minisblack",
         planarconfig="contig" if stored.ndim == 3 else None,
         metadata=None,
-        software=_software(),
+        software=software_name(),
         extratags=extratags,
     )
-
-
-def _software() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"skystack {version('skystack')}"
-    except PackageNotFoundError:
-        return "skystack"
 
 
 # --------------------------------------------------------------------------------------------
@@ -585,8 +569,3 @@ def _parse_offset(text: str) -> timezone | None:
         return None
     delta = timedelta(hours=hours, minutes=minutes)
     return timezone(-delta if text[0] == "-" else delta)
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

@@ -19,8 +19,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,6 +27,7 @@ import numpy.typing as npt
 
 from skystack.errors import FileAccessError, FormatError, MissingFileError
 from skystack.frame import Frame, FrameMeta, HeaderCard
+from skystack.io._common import ClosingReader, read_and_close
 from skystack.io._scale import integer_to_float
 
 __all__ = ["VideoReader", "read_video", "GREY_TOLERANCE"]
@@ -59,7 +59,7 @@ def _channel_spread(bgr: npt.NDArray[np.uint8]) -> int:
     )
 
 
-class VideoReader:
+class VideoReader(ClosingReader):
     """A video file opened for lazy decoding of its frames.
 
     Parameters
@@ -322,17 +322,6 @@ class VideoReader:
         """True once :meth:`close` has been called."""
         return self._capture is None
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         count = "?" if self._count is None else str(self._count)
         return f"VideoReader({str(self.path)!r}, frames={count}, shape={self.shape})"
@@ -358,8 +347,4 @@ def read_video(path: str | os.PathLike[str], *, index: int = 0) -> Frame:
     FormatError
         When the file cannot be decoded, holds no frame, or ``index`` is out of range.
     """
-    with VideoReader(path) as reader:
-        try:
-            return reader[index]
-        except IndexError as err:
-            raise FormatError(str(err)) from err
+    return read_and_close(VideoReader(path), index)

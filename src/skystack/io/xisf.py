@@ -30,7 +30,8 @@ from xisf import XISF
 from skystack._typing import Image
 from skystack.errors import FormatError
 from skystack.frame import Frame, FrameMeta, HeaderCard
-from skystack.io._scale import float_to_integer, integer_to_float
+from skystack.io._common import one_line, software_name
+from skystack.io._scale import integer_to_float, stored_samples
 from skystack.io.fits import cards_from_meta, meta_fields_from_cards
 
 __all__ = ["read_xisf", "write_xisf"]
@@ -95,7 +96,7 @@ def read_xisf(path: str | os.PathLike[str]) -> Frame:
     except FormatError:
         raise
     except _DECODE_ERRORS as err:
-        raise FormatError(f"{path}: not a readable XISF file ({_one_line(err)})") from err
+        raise FormatError(f"{path}: not a readable XISF file ({one_line(err)})") from err
     data = _select_channels(samples, info, path, notes)
     if samples.dtype.kind == "u":
         image = integer_to_float(data)
@@ -230,15 +231,7 @@ def write_xisf(
         For another bit depth or an image that is not ``(H, W)`` or ``(H, W, 3)``.
     """
     path = Path(path)
-    image = np.asarray(data, dtype=np.float32)
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
-        raise FormatError(f"{path}: cannot write an image of shape {image.shape} as XISF")
-    if bit_depth == 32:
-        stored: np.ndarray = image
-    elif bit_depth in (8, 16):
-        stored = float_to_integer(image, bit_depth)
-    else:
-        raise FormatError(f"{path}: XISF bit depth must be 8, 16 or 32, not {bit_depth}")
+    stored = stored_samples(data, bit_depth, path=path, format_name="XISF")
     if stored.ndim == 2:
         stored = stored[:, :, np.newaxis]
     keywords: dict[str, list[dict[str, str]]] = {}
@@ -260,7 +253,7 @@ def write_xisf(
     XISF.write(
         os.fspath(path),
         np.ascontiguousarray(stored),
-        creator_app=_creator(),
+        creator_app=software_name(),
         image_metadata={"FITSKeywords": keywords},
         xisf_metadata={},
         codec=None,
@@ -283,17 +276,3 @@ def _format_value(value: Any) -> str | None:
     if isinstance(value, datetime):
         value = value.isoformat()
     return "'" + str(value).replace("'", "''") + "'"
-
-
-def _creator() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"skystack {version('skystack')}"
-    except PackageNotFoundError:
-        return "skystack"
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

@@ -1,23 +1,34 @@
-"""Small helpers shared by the simulators: seeding, config (de)serialisation, geometry."""
+"""Small helpers shared by the simulators: seeding, configs, truth files, geometry."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from skystack.errors import ConfigError
+from skystack.errors import ConfigError, FormatError, MissingFileError
+from skystack.sim.stars import StarField
 
 __all__ = [
     "resolve_seed",
     "child_rng",
     "config_to_dict",
     "config_from_dict",
+    "config_error",
+    "check_frame_size",
+    "check_positive",
+    "write_truth_json",
+    "read_truth_json",
+    "write_stars_csv",
+    "read_stars_csv",
     "rotation_about",
     "clip_line_to_box",
     "line_profile",
@@ -91,6 +102,110 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     for key, value in data.items():
         kwargs[key] = _tupled(value) if _is_tuple_type(hints.get(key)) else value
     return cls(**kwargs)
+
+
+def config_error(config: Any, name: str, expected: str) -> ConfigError:
+    """The error for field ``name`` of a config dataclass: its value and what was expected."""
+    return ConfigError(
+        f"{type(config).__name__}.{name} = {getattr(config, name)!r} is invalid; "
+        f"expected {expected}"
+    )
+
+
+def check_frame_size(config: Any) -> None:
+    """Raise :func:`config_error` unless ``config.width`` and ``config.height`` are >= 16."""
+    if config.width < 16 or config.height < 16:
+        raise config_error(config, "width" if config.width < 16 else "height", "at least 16 pixels")
+
+
+def check_positive(config: Any, names: tuple[str, ...]) -> None:
+    """Raise :func:`config_error` for the first field of ``names`` that is not > 0 (or NaN)."""
+    for name in names:
+        if not getattr(config, name) > 0:
+            raise config_error(config, name, "a positive number")
+
+
+def write_truth_json(data: dict[str, Any], path: Path) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically.
+
+    The text goes to ``.NAME.partial`` beside ``path`` first and is then renamed over it, so a
+    reader sees either no file or the whole file: a truth file marks a complete output.
+    """
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_truth_json(
+    path: Path,
+    *,
+    kind: str,
+    expected_format: str,
+    missing_hint: str,
+    show_format: bool = False,
+) -> dict[str, Any]:
+    """Parse the truth file ``path`` of a simulated ``kind`` ("session", "planetary" ...).
+
+    Parameters
+    ----------
+    path : Path
+        The ``truth.json`` file.
+    kind : str
+        What the truth describes, as the messages name it.
+    expected_format : str
+        The value its ``"format"`` entry must have.
+    missing_hint : str
+        Text after ``"no KIND truth"`` in the message for a missing file (what to do, or for what).
+    show_format : bool
+        Whether the message for a wrong format names the format found.
+
+    Raises
+    ------
+    MissingFileError
+        When ``path`` is not a file.
+    FormatError
+        When it is not JSON or not a truth of ``expected_format``.
+    """
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no {kind} truth{missing_hint}")
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise FormatError(f"{path}: cannot parse the {kind} truth ({err})") from err
+    if data.get("format") != expected_format:
+        found = f" (format {data.get('format')!r})" if show_format else ""
+        raise FormatError(f"{path}: not a skystack-sim {kind} truth{found}")
+    return data
+
+
+def write_stars_csv(stars: StarField, path: Path) -> None:
+    """Write ``stars`` as ``id,x,y,flux_e,temperature_k,r,g,b`` rows, atomically."""
+    table = np.column_stack(
+        [np.arange(len(stars)), stars.x, stars.y, stars.flux, stars.temperature, stars.rgb]
+    )
+    tmp = path.with_name(f".{path.name}.partial")
+    np.savetxt(
+        tmp,
+        table,
+        fmt=["%d", "%.6f", "%.6f", "%.10g", "%.1f", "%.6f", "%.6f", "%.6f"],
+        delimiter=",",
+        header="id,x,y,flux_e,temperature_k,r,g,b",
+        comments="",
+    )
+    os.replace(tmp, path)
+
+
+def read_stars_csv(path: Path) -> StarField:
+    """Read a star table written by :func:`write_stars_csv`."""
+    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    table = table.reshape(-1, 8)
+    return StarField(
+        x=table[:, 1].copy(),
+        y=table[:, 2].copy(),
+        flux=table[:, 3].copy(),
+        temperature=table[:, 4].copy(),
+        rgb=table[:, 5:8].copy(),
+    )
 
 
 def rotation_about(

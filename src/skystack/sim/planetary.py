@@ -25,7 +25,6 @@ References
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterator
@@ -39,9 +38,18 @@ import numpy as np
 import numpy.typing as npt
 
 from skystack._typing import CFA_PATTERNS, CfaPattern, Image
-from skystack.errors import ConfigError, FormatError, MissingFileError
 from skystack.frame import Frame, FrameMeta
-from skystack.sim._util import child_rng, config_from_dict, config_to_dict, resolve_seed
+from skystack.sim._util import (
+    check_frame_size,
+    check_positive,
+    child_rng,
+    config_error,
+    config_from_dict,
+    config_to_dict,
+    read_truth_json,
+    resolve_seed,
+    write_truth_json,
+)
 from skystack.sim.scene import fractal_noise
 from skystack.sim.sensor import mosaic, poisson_noise
 
@@ -129,36 +137,28 @@ class PlanetaryConfig:
     start_time: str = "2025-03-01T22:00:00"
 
     def __post_init__(self) -> None:
-        def bad(name: str, expected: str) -> ConfigError:
-            return ConfigError(
-                f"PlanetaryConfig.{name} = {getattr(self, name)!r} is invalid; expected {expected}"
-            )
-
-        if self.width < 16 or self.height < 16:
-            raise bad("width" if self.width < 16 else "height", "at least 16 pixels")
+        check_frame_size(self)
         if self.n_frames < 1:
-            raise bad("n_frames", "at least 1")
+            raise config_error(self, "n_frames", "at least 1")
         if self.target not in ("jupiter", "moon"):
-            raise bad("target", "'jupiter' or 'moon'")
+            raise config_error(self, "target", "'jupiter' or 'moon'")
         if self.color not in ("mono", "rgb", "bayer"):
-            raise bad("color", "'mono', 'rgb' or 'bayer'")
+            raise config_error(self, "color", "'mono', 'rgb' or 'bayer'")
         if self.bayer not in CFA_PATTERNS:
-            raise bad("bayer", f"one of {CFA_PATTERNS}")
+            raise config_error(self, "bayer", f"one of {CFA_PATTERNS}")
         if self.bit_depth not in (8, 16):
-            raise bad("bit_depth", "8 or 16")
+            raise config_error(self, "bit_depth", "8 or 16")
         lo, hi = self.blur_px
         if not 0.0 <= lo <= hi:
-            raise bad("blur_px", "(best, worst) with 0 <= best <= worst")
+            raise config_error(self, "blur_px", "(best, worst) with 0 <= best <= worst")
         if not 0.0 <= self.seeing_correlation < 1.0:
-            raise bad("seeing_correlation", "a number in [0, 1)")
+            raise config_error(self, "seeing_correlation", "a number in [0, 1)")
         if not 0.0 < self.peak_fraction <= 1.0:
-            raise bad("peak_fraction", "a fraction in (0, 1]")
-        for name in ("peak_e", "fps", "warp_scale_px"):
-            if not getattr(self, name) > 0:
-                raise bad(name, "a positive number")
+            raise config_error(self, "peak_fraction", "a fraction in (0, 1]")
+        check_positive(self, ("peak_e", "fps", "warp_scale_px"))
         for name in ("jitter_px", "warp_px", "sky_e", "read_noise_e"):
             if getattr(self, name) < 0:
-                raise bad(name, "a number >= 0")
+                raise config_error(self, name, "a number >= 0")
 
     @property
     def full_scale(self) -> int:
@@ -552,9 +552,7 @@ def write_planetary_ser(
             for k in range(config.n_frames)
         ],
     }
-    tmp_json = truth_dir / ".truth.json.partial"
-    tmp_json.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp_json, truth_dir / "truth.json")
+    write_truth_json(data, truth_dir / "truth.json")
     return PlanetaryTruth.load(path)
 
 
@@ -603,15 +601,12 @@ class PlanetaryTruth:
         """Read the truth of the SER video ``path`` from ``<stem>_truth/truth.json``."""
         path = Path(path)
         truth_dir = _truth_dir(path)
-        json_path = truth_dir / "truth.json"
-        if not json_path.is_file():
-            raise MissingFileError(f"{json_path}: no planetary truth for {path}")
-        try:
-            data = json.loads(json_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise FormatError(f"{json_path}: cannot parse the planetary truth ({err})") from err
-        if data.get("format") != _TRUTH_FORMAT:
-            raise FormatError(f"{json_path}: not a skystack-sim planetary truth")
+        data = read_truth_json(
+            truth_dir / "truth.json",
+            kind="planetary",
+            expected_format=_TRUTH_FORMAT,
+            missing_hint=f" for {path}",
+        )
         frames = data["frames"]
         return cls(
             path=path,

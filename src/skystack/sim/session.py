@@ -31,10 +31,12 @@ import numpy as np
 import numpy.typing as npt
 
 from skystack._typing import CFA_PATTERNS, XY, CfaPattern, Image
-from skystack.errors import ConfigError
 from skystack.sim._util import (
+    check_frame_size,
+    check_positive,
     child_rng,
     clip_line_to_box,
+    config_error,
     line_profile,
     resolve_seed,
     rotation_about,
@@ -229,15 +231,9 @@ class SessionConfig:
     start_time: str = "2025-03-01T21:00:00"
 
     def __post_init__(self) -> None:
-        def bad(name: str, expected: str) -> ConfigError:
-            return ConfigError(
-                f"SessionConfig.{name} = {getattr(self, name)!r} is invalid; expected {expected}"
-            )
-
-        if self.width < 16 or self.height < 16:
-            raise bad("width" if self.width < 16 else "height", "at least 16 pixels")
+        check_frame_size(self)
         if self.n_lights < 1:
-            raise bad("n_lights", "at least 1")
+            raise config_error(self, "n_lights", "at least 1")
         for name in (
             "n_bias",
             "n_darks",
@@ -248,37 +244,37 @@ class SessionConfig:
             "bright_star_count",
         ):
             if getattr(self, name) < 0:
-                raise bad(name, "a count >= 0")
-        for name in ("exposure_s", "flat_exposure_s", "gain", "sky_level_e", "psf_beta"):
-            if not getattr(self, name) > 0:
-                raise bad(name, "a positive number")
+                raise config_error(self, name, "a count >= 0")
+        check_positive(self, ("exposure_s", "flat_exposure_s", "gain", "sky_level_e", "psf_beta"))
         if self.dark_exposure_s is not None and not self.dark_exposure_s > 0:
-            raise bad("dark_exposure_s", "None or a positive number")
+            raise config_error(self, "dark_exposure_s", "None or a positive number")
         if self.psf_beta <= 1.0:
-            raise bad("psf_beta", "a number above 1")
+            raise config_error(self, "psf_beta", "a number above 1")
         lo, hi = self.fwhm_px
         if not 0.5 <= lo <= hi:
-            raise bad("fwhm_px", "(min, max) with 0.5 <= min <= max")
+            raise config_error(self, "fwhm_px", "(min, max) with 0.5 <= min <= max")
         if self.bayer is not None and self.bayer not in CFA_PATTERNS:
-            raise bad("bayer", f"None or one of {CFA_PATTERNS}")
+            raise config_error(self, "bayer", f"None or one of {CFA_PATTERNS}")
         if self.extended not in ("galaxy", "nebula", "both", "none"):
-            raise bad("extended", "'galaxy', 'nebula', 'both' or 'none'")
+            raise config_error(self, "extended", "'galaxy', 'nebula', 'both' or 'none'")
         if not 8 <= self.bit_depth <= 16:
-            raise bad("bit_depth", "8 to 16 bits")
+            raise config_error(self, "bit_depth", "8 to 16 bits")
         if not 0.0 <= self.vignetting < 1.0:
-            raise bad("vignetting", "a fraction in [0, 1)")
+            raise config_error(self, "vignetting", "a fraction in [0, 1)")
         if not 0.0 < self.flat_level < 1.0:
-            raise bad("flat_level", "a fraction in (0, 1)")
+            raise config_error(self, "flat_level", "a fraction in (0, 1)")
         if self.oversample < 1:
-            raise bad("oversample", "at least 1")
+            raise config_error(self, "oversample", "at least 1")
         for name in ("trail_lights", "cloudy_lights"):
             for index in getattr(self, name):
                 if not 0 <= index < self.n_lights:
-                    raise bad(name, f"light indices in 0..{self.n_lights - 1}")
+                    raise config_error(self, name, f"light indices in 0..{self.n_lights - 1}")
         try:
             datetime.fromisoformat(self.start_time)
         except ValueError as err:
-            raise bad("start_time", "an ISO date and time such as 2025-03-01T21:00:00") from err
+            raise config_error(
+                self, "start_time", "an ISO date and time such as 2025-03-01T21:00:00"
+            ) from err
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -16,7 +16,6 @@ is at ``pole + R(rate * t) (p0 - pole)`` at time ``t`` after that start.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -28,15 +27,21 @@ import numpy as np
 import numpy.typing as npt
 
 from skystack._typing import XY, Image
-from skystack.errors import ConfigError, FormatError, MissingFileError
 from skystack.frame import Frame, FrameMeta
 from skystack.sim._util import (
+    check_frame_size,
+    check_positive,
     child_rng,
     clip_line_to_box,
+    config_error,
     config_from_dict,
     config_to_dict,
     line_profile,
+    read_stars_csv,
+    read_truth_json,
     resolve_seed,
+    write_stars_csv,
+    write_truth_json,
 )
 from skystack.sim.psf import moffat_peak_fraction, render_stars, stamp_radii
 from skystack.sim.scene import fractal_noise
@@ -133,31 +138,23 @@ class StarTrailConfig:
     start_time: str = "2025-03-01T22:00:00"
 
     def __post_init__(self) -> None:
-        def bad(name: str, expected: str) -> ConfigError:
-            return ConfigError(
-                f"StarTrailConfig.{name} = {getattr(self, name)!r} is invalid; expected {expected}"
-            )
-
-        if self.width < 16 or self.height < 16:
-            raise bad("width" if self.width < 16 else "height", "at least 16 pixels")
+        check_frame_size(self)
         if self.n_frames < 1:
-            raise bad("n_frames", "at least 1")
-        for name in ("interval_s", "exposure_s", "fwhm_px", "gain", "sky_level_e"):
-            if not getattr(self, name) > 0:
-                raise bad(name, "a positive number")
+            raise config_error(self, "n_frames", "at least 1")
+        check_positive(self, ("interval_s", "exposure_s", "fwhm_px", "gain", "sky_level_e"))
         if self.exposure_s > self.interval_s:
-            raise bad("exposure_s", f"at most interval_s ({self.interval_s})")
+            raise config_error(self, "exposure_s", f"at most interval_s ({self.interval_s})")
         if self.hemisphere not in ("north", "south"):
-            raise bad("hemisphere", "'north' or 'south'")
+            raise config_error(self, "hemisphere", "'north' or 'south'")
         if self.trail_kind not in ("plane", "satellite"):
-            raise bad("trail_kind", "'plane' or 'satellite'")
+            raise config_error(self, "trail_kind", "'plane' or 'satellite'")
         if self.file_format not in ("tiff", "fits"):
-            raise bad("file_format", "'tiff' or 'fits'")
+            raise config_error(self, "file_format", "'tiff' or 'fits'")
         if not 0.0 <= self.foreground_height < 0.9:
-            raise bad("foreground_height", "a fraction in [0, 0.9)")
+            raise config_error(self, "foreground_height", "a fraction in [0, 0.9)")
         for index in self.trail_frames:
             if not 0 <= index < self.n_frames:
-                raise bad("trail_frames", f"frame indices in 0..{self.n_frames - 1}")
+                raise config_error(self, "trail_frames", f"frame indices in 0..{self.n_frames - 1}")
 
     @property
     def pole(self) -> tuple[float, float]:
@@ -497,7 +494,6 @@ def write_star_trails(
         Seed (default 0) or generator; the same seed gives byte-identical files.
     """
     from skystack.io import write
-    from skystack.sim.write import _write_stars_csv
 
     session = make_star_trails(config, seed=seed, rng=rng)
     config = session.config
@@ -527,7 +523,7 @@ def write_star_trails(
             overwrite=True,
         )
         names.append(rel)
-    _write_stars_csv(session.stars, truth_dir / "stars.csv")
+    write_stars_csv(session.stars, truth_dir / "stars.csv")
     np.save(truth_dir / "foreground_mask.npy", session.alpha >= 0.5)
     scale = np.float32(1.0 / (config.gain * 65535.0))
     fg = session.foreground if config.color else session.foreground[..., 0]
@@ -579,9 +575,7 @@ def write_star_trails(
             for k in range(config.n_frames)
         ],
     }
-    tmp = truth_dir / ".truth.json.partial"
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, truth_dir / "truth.json")
+    write_truth_json(data, truth_dir / "truth.json")
     return StarTrailTruth.load(root)
 
 
@@ -631,24 +625,13 @@ class StarTrailTruth:
     def load(cls, directory: str | os.PathLike[str]) -> StarTrailTruth:
         """Read ``directory/truth/truth.json`` and ``stars.csv``."""
         root = Path(directory)
-        path = root / "truth" / "truth.json"
-        if not path.is_file():
-            raise MissingFileError(f"{path}: no star-trail truth; write it with write_star_trails")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise FormatError(f"{path}: cannot parse the star-trail truth ({err})") from err
-        if data.get("format") != _TRUTH_FORMAT:
-            raise FormatError(f"{path}: not a skystack-sim star-trail truth")
-        table = np.loadtxt(root / "truth" / "stars.csv", delimiter=",", skiprows=1, ndmin=2)
-        table = table.reshape(-1, 8)
-        stars = StarField(
-            x=table[:, 1].copy(),
-            y=table[:, 2].copy(),
-            flux=table[:, 3].copy(),
-            temperature=table[:, 4].copy(),
-            rgb=table[:, 5:8].copy(),
+        data = read_truth_json(
+            root / "truth" / "truth.json",
+            kind="star-trail",
+            expected_format=_TRUTH_FORMAT,
+            missing_hint="; write it with write_star_trails",
         )
+        stars = read_stars_csv(root / "truth" / "stars.csv")
         return cls(
             directory=root,
             frames=tuple(root / f for f in data["files"]),

@@ -22,7 +22,6 @@ Frames are rendered and written one at a time, so memory does not grow with the 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,9 +32,15 @@ import numpy as np
 import numpy.typing as npt
 
 from skystack._typing import XY, FrameKind, Image, ProgressCallback
-from skystack.errors import FormatError, MissingFileError
 from skystack.frame import Frame, FrameMeta
-from skystack.sim._util import config_from_dict, config_to_dict
+from skystack.sim._util import (
+    config_from_dict,
+    config_to_dict,
+    read_stars_csv,
+    read_truth_json,
+    write_stars_csv,
+    write_truth_json,
+)
 from skystack.sim.session import (
     Session,
     SessionConfig,
@@ -237,22 +242,6 @@ def _truth_json(session: Session, files: dict[str, list[str]]) -> dict[str, Any]
     }
 
 
-def _write_stars_csv(stars: StarField, path: Path) -> None:
-    table = np.column_stack(
-        [np.arange(len(stars)), stars.x, stars.y, stars.flux, stars.temperature, stars.rgb]
-    )
-    tmp = path.with_name(f".{path.name}.partial")
-    np.savetxt(
-        tmp,
-        table,
-        fmt=["%d", "%.6f", "%.6f", "%.10g", "%.1f", "%.6f", "%.6f", "%.6f"],
-        delimiter=",",
-        header="id,x,y,flux_e,temperature_k,r,g,b",
-        comments="",
-    )
-    os.replace(tmp, path)
-
-
 def write_session(
     directory: str | os.PathLike[str],
     config: SessionConfig | None = None,
@@ -304,7 +293,7 @@ def write_session(
             if progress is not None:
                 progress(done, total, "simulate")
         files[folder] = names
-    _write_stars_csv(session.stars, truth_dir / "stars.csv")
+    write_stars_csv(session.stars, truth_dir / "stars.csv")
     scene = render_scene(session, background=True)
     _write_float(scene, truth_dir / "scene.fits")
     del scene
@@ -312,10 +301,7 @@ def write_session(
     _write_float(session.sensor.bias, truth_dir / "bias.fits")
     _write_float(session.sensor.dark_rate, truth_dir / "dark_current.fits")
     _write_float(session.sensor.flat_field, truth_dir / "flat_field.fits")
-    payload = json.dumps(_truth_json(session, files), indent=1)
-    tmp = truth_dir / ".truth.json.partial"
-    tmp.write_text(payload + "\n", encoding="utf-8")
-    os.replace(tmp, truth_dir / "truth.json")
+    write_truth_json(_truth_json(session, files), truth_dir / "truth.json")
     return SessionTruth.load(root)
 
 
@@ -406,18 +392,13 @@ class SessionTruth:
         root = Path(directory)
         truth_dir = root / "truth"
         path = truth_dir / "truth.json"
-        if not path.is_file():
-            raise MissingFileError(
-                f"{path}: no session truth; write the session with skystack.sim.write_session"
-            )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise FormatError(f"{path}: cannot parse the session truth ({err})") from err
-        if data.get("format") != TRUTH_FORMAT:
-            raise FormatError(
-                f"{path}: not a skystack-sim session truth (format {data.get('format')!r})"
-            )
+        data = read_truth_json(
+            path,
+            kind="session",
+            expected_format=TRUTH_FORMAT,
+            missing_hint="; write the session with skystack.sim.write_session",
+            show_format=True,
+        )
         config = config_from_dict(SessionConfig, data["config"])
         files = data["files"]
         lights = data["lights"]
@@ -437,15 +418,7 @@ class SessionTruth:
                     )
                 )
         hot = data["sensor"]["hot_pixels"]
-        table = np.loadtxt(truth_dir / "stars.csv", delimiter=",", skiprows=1, ndmin=2)
-        table = table.reshape(-1, 8)
-        stars = StarField(
-            x=table[:, 1].copy(),
-            y=table[:, 2].copy(),
-            flux=table[:, 3].copy(),
-            temperature=table[:, 4].copy(),
-            rgb=table[:, 5:8].copy(),
-        )
+        stars = read_stars_csv(truth_dir / "stars.csv")
         return cls(
             directory=root,
             config=config,
