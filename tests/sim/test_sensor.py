@@ -77,3 +77,16 @@ def test_red_only_sky_lights_only_red_sites(pattern):
     red = cfa_channel_map((48, 64), pattern) == 0
     assert (sky[red] > 100).all()
     assert (sky[~red] == 0).all()
+
+
+def test_amp_glow_brightens_the_top_right_corner_of_darks():
+    from skystack.sim import SessionConfig, make_session, render_dark
+
+    config = SessionConfig(width=200, height=150, amp_glow_e_per_s=5.0, hot_pixel_fraction=0.0)
+    session = make_session(config, seed=4)
+    dark = render_dark(session, 0, noise=False)
+    gain = session.sensor.gain
+    corner = float(dark[:5, -5:].mean())
+    far = float(dark[-5:, :5].mean())
+    expected = 5.0 * config.dark_exposure / gain * np.exp(-np.hypot(2, 2) / 30.0)
+    assert corner - far == pytest.approx(expected, rel=0.1)

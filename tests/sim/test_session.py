@@ -132,7 +132,12 @@ def test_bias_noise_and_level_match_the_sensor():
 
 def test_dark_current_and_hot_pixels():
     config = SessionConfig(
-        width=200, height=150, dark_current_e_per_s=0.1, exposure_s=120.0, hot_pixel_fraction=1e-3
+        width=200,
+        height=150,
+        dark_current_e_per_s=0.1,
+        exposure_s=120.0,
+        hot_pixel_fraction=1e-3,
+        amp_glow_e_per_s=0.0,
     )
     session = make_session(config, seed=2)
     sensor = session.sensor

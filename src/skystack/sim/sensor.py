@@ -32,6 +32,7 @@ from skystack._typing import CfaPattern, Image
 
 __all__ = [
     "Sensor",
+    "amp_glow_map",
     "HotPixels",
     "cfa_lut",
     "cfa_channel_map",
@@ -238,6 +239,20 @@ def dust_map(
     return out
 
 
+def amp_glow_map(shape: tuple[int, int], *, peak: float) -> Image:
+    """Amplifier glow: extra dark current (e-/s) falling off exponentially from the top-right
+    corner, where the read-out amplifier of many CMOS sensors sits. ``peak`` is the rate at
+    the corner; the 1/e distance is a fifth of the shorter side."""
+    height, width = shape
+    if peak <= 0:
+        return np.zeros(shape, dtype=np.float32)
+    y, x = np.ogrid[0:height, 0:width]
+    distance = np.hypot((width - 1 - x).astype(np.float32), y.astype(np.float32))
+    return (np.float32(peak) * np.exp(-distance / np.float32(0.2 * min(height, width)))).astype(
+        np.float32
+    )
+
+
 def make_sensor(
     shape: tuple[int, int],
     *,
@@ -250,6 +265,7 @@ def make_sensor(
     bias_adu: float,
     bias_column_std_adu: float,
     dark_current: float,
+    amp_glow: float = 0.0,
     hot_pixel_fraction: float,
     cold_pixel_fraction: float,
     prnu: float,
@@ -279,6 +295,7 @@ def make_sensor(
         + rng.normal(0.0, 0.25 * bias_column_std_adu, shape).astype(np.float32)
     )
     dark = np.float32(dark_current) * rng.lognormal(0.0, 0.15, shape).astype(np.float32)
+    dark += amp_glow_map(shape, peak=amp_glow)
 
     n_hot = int(round(hot_pixel_fraction * n_pix))
     n_cold = int(round(cold_pixel_fraction * n_pix))

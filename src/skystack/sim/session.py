@@ -156,6 +156,9 @@ class SessionConfig:
         Bias offset and the rms of its fixed column pattern (ADU).
     dark_current_e_per_s : float
         Median dark current (e-/s).
+    amp_glow_e_per_s : float
+        Amplifier glow: extra dark current at the top-right corner, fading over a fifth of the
+        shorter side (0 for none).
     hot_pixel_fraction, cold_pixel_fraction : float
         Fractions of hot (warm, hot, saturated) and dead pixels.
     prnu : float
@@ -217,6 +220,7 @@ class SessionConfig:
     bias_adu: float = 800.0
     bias_column_std_adu: float = 3.0
     dark_current_e_per_s: float = 0.05
+    amp_glow_e_per_s: float = 2.0
     hot_pixel_fraction: float = 3e-4
     cold_pixel_fraction: float = 5e-5
     prnu: float = 0.01
@@ -639,6 +643,7 @@ def make_session(
         bias_adu=config.bias_adu,
         bias_column_std_adu=config.bias_column_std_adu,
         dark_current=config.dark_current_e_per_s,
+        amp_glow=config.amp_glow_e_per_s,
         hot_pixel_fraction=config.hot_pixel_fraction,
         cold_pixel_fraction=config.cold_pixel_fraction,
         prnu=config.prnu,
