@@ -18,6 +18,7 @@ from typing import Literal, TypeAlias
 import numpy as np
 
 from skystack._typing import CfaPattern, Cube, Image
+from skystack.color.bayer import channel_map
 from skystack.errors import GeometryError
 from skystack.stack.rejection import nan_median, sigma_clipped_mean
 
@@ -34,9 +35,6 @@ __all__ = [
 ]
 
 CombineMethod: TypeAlias = Literal["sigma-clip", "mean", "median"]
-
-_CHANNEL_OF_CELL = {"R": 0, "G": 1, "B": 2}
-
 
 def combine_frames(
     cube: Cube, *, method: CombineMethod = "sigma-clip", kappa: float = 3.0
@@ -112,10 +110,7 @@ def _channel_index(shape: tuple[int, ...], cfa: CfaPattern | None) -> np.ndarray
     """Colour index (0 R, 1 G, 2 B) of every pixel of a mosaic; None for mono or RGB data."""
     if cfa is None or len(shape) != 2:
         return None
-    cell = np.array([[_CHANNEL_OF_CELL[cfa[0]], _CHANNEL_OF_CELL[cfa[1]]],
-                     [_CHANNEL_OF_CELL[cfa[2]], _CHANNEL_OF_CELL[cfa[3]]]], dtype=np.int8)  # fmt: skip
-    height, width = shape
-    return np.tile(cell, ((height + 1) // 2, (width + 1) // 2))[:height, :width]
+    return channel_map(shape, cfa)
 
 
 def channel_levels(image: Image, *, cfa: CfaPattern | None = None) -> np.ndarray:
