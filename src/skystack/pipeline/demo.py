@@ -1,9 +1,9 @@
 """The built-in sample session, end to end: what ``skystack demo`` and ``make demo`` run.
 
-It simulates a night (lights, darks, flats, bias with ground truth), reads every frame back,
-reports each one's statistics, and writes the reference light as a 32-bit FITS and a
-display-stretched PNG. Each capability that lands (calibration, registration, stacking,
-enhancement) joins these steps.
+It simulates a night with a one-shot-colour camera (lights, darks, flats, bias with ground
+truth), builds master frames and calibrates every light (bias, dark, flat, hot pixels,
+debayering), and writes the calibrated reference light as a 32-bit FITS and a display-stretched
+PNG. Each capability that lands (registration, stacking, enhancement) joins these steps.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from pathlib import Path
 from skystack._typing import ProgressCallback
 from skystack.detect.background import ImageStatistics, image_statistics
 from skystack.errors import OutputExistsError
+from skystack.config import CalibrationConfig, MasterSources
 from skystack.io import read, write
+from skystack.pipeline.calibration import calibrate_files
 
 __all__ = ["DemoResult", "run_demo", "DEMO_SESSION"]
 
@@ -26,7 +28,7 @@ _log = logging.getLogger(__name__)
 def _demo_config():  # noqa: ANN202 - imported lazily: the simulator pulls in numba
     from skystack.sim import SessionConfig
 
-    return SessionConfig(width=1024, height=768, n_lights=12, star_count=1500)
+    return SessionConfig(width=1024, height=768, n_lights=12, star_count=1500, bayer="RGGB")
 
 
 DEMO_SESSION = "session"
@@ -81,34 +83,45 @@ def run_demo(
             )
     root.mkdir(parents=True, exist_ok=True)
     session_dir = root / DEMO_SESSION
-    config = _demo_config()
-    truth = _existing_session(session_dir, config, seed, SessionTruth)
+    session_config = _demo_config()
+    truth = _existing_session(session_dir, session_config, seed, SessionTruth)
     if truth is None:
         _log.info("simulating the sample session in %s", session_dir)
-        truth = write_session(session_dir, config, seed=seed, progress=progress)
+        truth = write_session(session_dir, session_config, seed=seed, progress=progress)
     else:
         _log.info("reusing the sample session in %s", session_dir)
 
+    calibrated_dir = root / "calibrated"
+    config = CalibrationConfig(
+        masters=MasterSources(bias=truth.bias, darks=truth.darks, flats=truth.flats),
+        debayer="bilinear",
+        neutralize_background=True,
+    )
+    run = calibrate_files(
+        list(truth.lights), calibrated_dir, config, overwrite=True, progress=progress
+    )
     statistics = []
-    for index, path in enumerate(truth.lights):
+    for path in run.outputs:
         frame = read(path)
-        statistics.append(image_statistics(frame.data, cfa=frame.is_cfa))
-        if progress is not None:
-            progress(index + 1, len(truth.lights), "read lights")
-    for path, stats in zip(truth.lights, statistics, strict=True):
+        statistics.append(image_statistics(frame.data[..., 1]))
         _log.info(
-            "%s: background %.5f, noise %.5f (full scale 1.0)", path.name, stats.median, stats.noise
+            "%s: background %.5f, noise %.5f (green, full scale 1.0)",
+            path.name,
+            statistics[-1].median,
+            statistics[-1].noise,
         )
 
-    reference = read(truth.lights[0])
+    reference = read(run.outputs[0])
     history = (
         f"skystack demo: simulated session, seed {seed}",
-        f"skystack demo: reference light {truth.lights[0].name}",
+        f"skystack demo: calibrated reference light {truth.lights[0].name}",
     )
     write(reference, fits_path, history=history, overwrite=True)
     write(reference, png_path, bit_depth=8, stretch="stf", overwrite=True)
     return DemoResult(
-        session=session_dir, outputs=(fits_path, png_path), light_statistics=tuple(statistics)
+        session=session_dir,
+        outputs=(fits_path, png_path, *run.masters),
+        light_statistics=tuple(statistics),
     )
 
 

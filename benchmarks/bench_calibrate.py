@@ -1,0 +1,74 @@
+"""Calibration throughput and peak memory: N lights of W x H (default 50 x 24 MP) with 5 bias,
+5 darks and 5 flats, through ``skystack calibrate`` in a child process.
+
+Peak memory is the child's maximum resident set size (what ``/usr/bin/time -v`` reports); run
+with two frame counts to see that it does not grow with N.
+
+Usage: python benchmarks/bench_calibrate.py [--frames 50 10] [--width 6000] [--height 4000]
+       [--debayer none|bilinear|vng]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+
+def _write_frames(folder: Path, count: int, shape: tuple[int, int], kind: str, level: float) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(len(kind))
+    base = 800.0 + rng.normal(0, 3, shape[1]).astype(np.float32)[None, :]
+    for index in range(count):
+        noise = rng.standard_normal(shape, dtype=np.float32) * np.float32(max(5.0, level**0.5))
+        data = np.clip(base + level + noise, 0, 65535).astype(np.uint16)
+        header = fits.Header({"IMAGETYP": kind, "EXPTIME": 60.0, "BAYERPAT": "RGGB"})
+        fits.PrimaryHDU(data, header).writeto(folder / f"{kind}_{index:04d}.fits")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, nargs="+", default=[50, 10])
+    parser.add_argument("--width", type=int, default=6000)
+    parser.add_argument("--height", type=int, default=4000)
+    parser.add_argument("--debayer", default="none")
+    args = parser.parse_args()
+    shape = (args.height, args.width)
+    skystack = Path(sys.executable).with_name("skystack")
+    with tempfile.TemporaryDirectory(prefix="bench-calibrate-") as tmp:
+        root = Path(tmp)
+        _write_frames(root / "bias", 5, shape, "Bias Frame", 0.0)
+        _write_frames(root / "darks", 5, shape, "Dark Frame", 30.0)
+        _write_frames(root / "flats", 5, shape, "Flat Field", 25000.0)
+        _write_frames(root / "lights", max(args.frames), shape, "Light Frame", 1500.0)
+        lights = sorted((root / "lights").glob("*.fits"))
+        for count in args.frames:
+            out = root / f"out{count}"
+            command = [str(skystack), "calibrate", *map(str, lights[:count]), "--bias",
+                       str(root / "bias"), "--darks", str(root / "darks"), "--flats",
+                       str(root / "flats"), "--debayer", args.debayer, "-o", str(out)]  # fmt: skip
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            elapsed = time.perf_counter() - start
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            note = "" if peak > before else " (peak of an earlier, larger run: not larger here)"
+            print(
+                f"calibrate {count} x {args.width}x{args.height} (debayer {args.debayer}): "
+                f"{elapsed:.1f} s, {elapsed / count:.2f} s/frame, peak RSS {peak / 1024:.0f} MB"
+                + note,
+                flush=True,
+            )
+            shutil.rmtree(out)
+
+
+if __name__ == "__main__":
+    main()
