@@ -29,3 +29,19 @@ def test_rejects_a_hot_frame_value_and_keeps_nan_as_missing(rng):
     assert np.isnan(out[4, 4])
     assert out[6, 6] == cube[0, 6, 6]
     np.testing.assert_array_equal(nan_median(cube[:, 4:5, 4:5]), [[np.nan]])
+
+
+def test_kernel_matches_numpy_reference(rng):
+    from skystack._kernels import sigma_clip_mean_columns, sigma_clip_mean_reference
+
+    data = rng.normal(0, 1, size=(9, 5000)).astype(np.float32)
+    data[rng.random(data.shape) < 0.05] = 8.0
+    data[rng.random(data.shape) < 0.05] = np.nan
+    data[:, :10] = np.nan
+    kwargs = {"kappa_low": 2.5, "kappa_high": 2.0, "max_iterations": 6}
+    np.testing.assert_allclose(
+        sigma_clip_mean_columns(data, **kwargs),
+        sigma_clip_mean_reference(data, **kwargs),
+        rtol=1e-5,
+        atol=1e-6,
+    )

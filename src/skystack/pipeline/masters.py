@@ -157,7 +157,7 @@ def build_master(
             pattern = cfa or metas[0].cfa
             offset = _offset(metas[0], bias)
             result = np.empty(shape, dtype=np.float32)
-            band = rows_per_band(len(cache), shape, memory_bytes=budget, copies=5)
+            band = rows_per_band(len(cache), shape, memory_bytes=budget, copies=3)
             for start in range(0, shape[0], band):
                 stop = min(shape[0], start + band)
                 cube = cache.read_rows(start, stop)

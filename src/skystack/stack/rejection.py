@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from skystack._kernels import sigma_clip_mean_columns
 from skystack._typing import Cube, Image
 
 __all__ = ["sigma_clipped_mean", "nan_median"]
@@ -35,14 +36,18 @@ def sigma_clipped_mean(
 
     In each iteration, values further than ``kappa_low`` standard deviations below or
     ``kappa_high`` above the median of the remaining values are rejected; the mean of what is
-    left is returned. With fewer than 3 valid values the plain mean is used.
+    left is returned. Pixels with fewer than 3 remaining values are not clipped further.
+
+    Clipping about the median removes values from the two ends of the sorted sample only, so
+    the numba kernel sorts each pixel's values once and each iteration only moves the two ends
+    of the kept run (:func:`skystack._kernels.sigma_clip_mean_columns`).
 
     Parameters
     ----------
     cube : ndarray
         ``(N, ...)`` frames; NaN marks missing values.
     kappa_low, kappa_high : float
-        Rejection thresholds in standard deviations.
+        Rejection thresholds in standard deviations (population standard deviation).
     max_iterations : int
         Upper bound on the number of clipping passes.
 
@@ -51,22 +56,12 @@ def sigma_clipped_mean(
     ndarray
         float32 image of shape ``cube.shape[1:]`` (NaN where no value remains).
     """
-    data = np.array(cube, dtype=np.float32, copy=True)
-    for _ in range(max_iterations):
-        valid = np.isfinite(data)
-        count = valid.sum(axis=0)
-        center = nan_median(data)
-        with _ignore_empty_slices():
-            spread = np.nanstd(data, axis=0)
-        clip = (count >= 3) & (spread > 0)
-        low = data < center - np.float32(kappa_low) * spread
-        high = data > center + np.float32(kappa_high) * spread
-        reject = (low | high) & clip
-        if not reject.any():
-            break
-        data[reject] = np.nan
-    with _ignore_empty_slices():
-        return np.nanmean(data, axis=0).astype(np.float32)
+    cube = np.asarray(cube, dtype=np.float32)
+    flat = cube.reshape(cube.shape[0], -1)
+    result = sigma_clip_mean_columns(
+        flat, kappa_low=kappa_low, kappa_high=kappa_high, max_iterations=max_iterations
+    )
+    return result.reshape(cube.shape[1:])
 
 
 @contextlib.contextmanager
