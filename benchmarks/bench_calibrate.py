@@ -11,7 +11,6 @@ Usage: python benchmarks/bench_calibrate.py [--frames 50 10] [--width 6000] [--h
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,9 @@ import numpy as np
 from astropy.io import fits
 
 
-def _write_frames(folder: Path, count: int, shape: tuple[int, int], kind: str, level: float) -> None:
+def _write_frames(
+    folder: Path, count: int, shape: tuple[int, int], kind: str, level: float
+) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(len(kind))
     base = 800.0 + rng.normal(0, 3, shape[1]).astype(np.float32)[None, :]
@@ -55,16 +56,21 @@ def main() -> None:
             command = [str(skystack), "calibrate", *map(str, lights[:count]), "--bias",
                        str(root / "bias"), "--darks", str(root / "darks"), "--flats",
                        str(root / "flats"), "--debayer", args.debayer, "-o", str(out)]  # fmt: skip
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            # A fresh wrapper process per run, so each peak is that run's own.
+            probe = (
+                "import resource, subprocess, sys; "
+                "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+            )
             start = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True)
+            result = subprocess.run(
+                [sys.executable, "-c", probe, *command], check=True, capture_output=True, text=True
+            )
             elapsed = time.perf_counter() - start
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            note = "" if peak > before else " (peak of an earlier, larger run: not larger here)"
+            peak_mb = int(result.stdout.split()[-1]) / 1024
             print(
                 f"calibrate {count} x {args.width}x{args.height} (debayer {args.debayer}): "
-                f"{elapsed:.1f} s, {elapsed / count:.2f} s/frame, peak RSS {peak / 1024:.0f} MB"
-                + note,
+                f"{elapsed:.1f} s, {elapsed / count:.2f} s/frame, peak RSS {peak_mb:.0f} MB",
                 flush=True,
             )
             shutil.rmtree(out)

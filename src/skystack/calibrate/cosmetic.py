@@ -881,14 +881,15 @@ def remove_cosmic_rays(
 
 
 def _spare_stars(data: Image, hits: Mask) -> Mask:
-    """Drop the groups of flagged pixels that are pieces of stars.
+    """Unflag the pixels that L.A.Cosmic took from stars.
 
     L.A.Cosmic's fine-structure test can fail where two bright stars blend, flagging part of
-    one. A group of 8-connected flagged pixels is kept only if none of its pixels that stand out
-    (by 5σ) is clearly star-like by the test of :func:`_extended` (the benefit of the doubt goes
-    to the cosmic ray here), with the flagged pixels left out of the adjacent ones:
-    around a cosmic-ray track the unflagged pixels are not raised, around a piece of a star they
-    are. A hit on a star whose excess dwarfs the star's profile is still kept.
+    one, or merge a star's pixel with a nearby hit. Pixels that stand out (by 5σ) and are
+    clearly star-like by the test of :func:`_extended` (the benefit of the doubt goes to the
+    cosmic ray here) are unflagged, and so are whole 8-connected groups of flagged pixels where
+    at least half of those that stand out are star-like. The flagged pixels are left out of the
+    adjacent ones: around a cosmic-ray track the unflagged pixels are not raised, around a piece
+    of a star they are. A hit on a star whose excess dwarfs the star's profile is still kept.
     """
     ys, xs = np.nonzero(hits)
     if ys.size == 0:
@@ -900,6 +901,10 @@ def _spare_stars(data: Image, hits: Mask) -> Mask:
     star = _extended(data, ys, xs, noise, sign=1, exclude=hits, margin=-_STAR_NOISE_MARGIN)
     if not star.any():
         return hits
-    _, labels = cv2.connectedComponents(hits.astype(np.uint8), connectivity=8)
-    starry = np.unique(labels[ys[star], xs[star]])
-    return hits & ~np.isin(labels, starry)
+    count, labels = cv2.connectedComponents(hits.astype(np.uint8), connectivity=8)
+    group = labels[ys, xs]
+    peaks = np.bincount(group, minlength=count)
+    starry = np.bincount(group[star], minlength=count)
+    kept = hits & ~np.isin(labels, np.flatnonzero(2 * starry >= np.maximum(peaks, 1)))
+    kept[ys[star], xs[star]] = False
+    return kept

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skystack._typing import ProgressCallback
+from skystack.config import CalibrationConfig, MasterSources
 from skystack.detect.background import ImageStatistics, image_statistics
 from skystack.errors import OutputExistsError
-from skystack.config import CalibrationConfig, MasterSources
 from skystack.io import read, write
 from skystack.pipeline.calibration import calibrate_files
 

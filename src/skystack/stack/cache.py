@@ -22,7 +22,7 @@ from skystack.errors import GeometryError, OutOfDiskError
 __all__ = ["FrameCache", "rows_per_band", "default_memory_budget"]
 
 
-def default_memory_budget(*, share: float = 0.25, ceiling: int = 2 << 30) -> int:
+def default_memory_budget(*, share: float = 0.25, ceiling: int = 1 << 30) -> int:
     """A safe memory budget in bytes: ``share`` of the available RAM, at most ``ceiling``."""
     try:
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
