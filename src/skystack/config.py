@@ -12,7 +12,13 @@ from typing import Literal, TypeAlias
 
 from skystack._typing import CfaPattern
 
-__all__ = ["DebayerChoice", "WhiteBalanceChoice", "MasterSources", "CalibrationConfig"]
+__all__ = [
+    "DebayerChoice",
+    "WhiteBalanceChoice",
+    "MasterSources",
+    "CalibrationConfig",
+    "RegistrationConfig",
+]
 
 DebayerChoice: TypeAlias = Literal["none", "bilinear", "vng", "ea", "superpixel"]
 WhiteBalanceChoice: TypeAlias = Literal["none", "camera"]
@@ -93,3 +99,60 @@ class CalibrationConfig:
     white_balance: WhiteBalanceChoice | tuple[float, float, float] = "none"
     neutralize_background: bool = False
     memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    """How frames are measured, selected and aligned to the reference.
+
+    Attributes
+    ----------
+    method : {"stars", "phase", "orb", "none"}
+        Star asterism matching (falls back to phase correlation, then ORB features, when the
+        reference itself has too few stars: the Moon, the Sun, landscapes), or one method only.
+    transform : {"similarity", "affine", "homography"}
+        Model fitted to the matched stars.
+    reference : Path or None
+        The reference frame; by default the frame with the best quality score.
+    select_percent : float
+        Keep the best-scoring percentage of the frames.
+    max_fwhm : float or None
+        Reject frames whose median star FWHM (px) is larger.
+    threshold : float
+        Star detection threshold, in background noise sigmas.
+    min_stars : int
+        Below this many stars detection retries with a matched filter and lower thresholds;
+        a reference with fewer is not a star field (fallback methods are used).
+    max_stars : int
+        Brightest stars kept per frame for the final fit.
+    control_points : int
+        Brightest stars forming the matching triangles.
+    allow_mirror : bool
+        Accept (and report) frames that are mirror images of the reference.
+    interpolation : {"lanczos", "bicubic", "bilinear"}
+        Resampling of the warped frames.
+    clamp : bool
+        Lanczos ringing guard.
+    debayer : DebayerChoice
+        Demosaicing of CFA frames before detection and warping.
+    cfa : str or None
+        Bayer pattern overriding the files'.
+    seed : int
+        Seed of the matcher's random proposal draws.
+    """
+
+    method: Literal["stars", "phase", "orb", "none"] = "stars"
+    transform: Literal["similarity", "affine", "homography"] = "similarity"
+    reference: Path | None = None
+    select_percent: float = 100.0
+    max_fwhm: float | None = None
+    threshold: float = 5.0
+    min_stars: int = 15
+    max_stars: int = 500
+    control_points: int = 50
+    allow_mirror: bool = True
+    interpolation: Literal["lanczos", "bicubic", "bilinear"] = "lanczos"
+    clamp: bool = True
+    debayer: DebayerChoice = "bilinear"
+    cfa: CfaPattern | None = None
+    seed: int = 0

@@ -1,4 +1,4 @@
-"""Asterism matching of star lists: any rotation, mirror, scale, partial overlap; no false matches."""
+"""Asterism matching of star lists: any rotation, mirror, scale, small overlap; no false matches."""
 
 from __future__ import annotations
 

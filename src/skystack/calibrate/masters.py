@@ -36,6 +36,7 @@ __all__ = [
 
 CombineMethod: TypeAlias = Literal["sigma-clip", "mean", "median"]
 
+
 def combine_frames(
     cube: Cube, *, method: CombineMethod = "sigma-clip", kappa: float = 3.0
 ) -> Image:

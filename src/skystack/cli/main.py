@@ -16,6 +16,7 @@ import typer
 
 from skystack import __version__
 from skystack.cli import calibrate, convert, demo, info
+from skystack.cli import register as register_cli
 
 __all__ = ["app", "main", "run"]
 
@@ -56,6 +57,7 @@ def _root(
 
 info.register(app)
 calibrate.register(app)
+register_cli.register(app)
 convert.register(app)
 demo.register(app)
 

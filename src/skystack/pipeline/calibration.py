@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,13 @@ from skystack.frame import Frame
 from skystack.io import read, write
 from skystack.pipeline.masters import MasterSet, check_master, prepare_masters
 
-__all__ = ["CalibratedFrame", "CalibrationRun", "calibrate_frame", "calibrate_files"]
+__all__ = [
+    "CalibratedFrame",
+    "CalibrationRun",
+    "calibrate_frame",
+    "calibrate_files",
+    "output_names",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -187,7 +194,8 @@ class CalibrationRun:
     masters: tuple[Path, ...]
 
 
-def _output_names(lights: list[Path]) -> list[str]:
+def output_names(lights: Sequence[Path]) -> list[str]:
+    """One ``<stem>.fits`` name per input, numbered where stems repeat."""
     names: list[str] = []
     seen: dict[str, int] = {}
     for path in lights:
@@ -230,7 +238,7 @@ def calibrate_files(
         config, first_light=first, masters_dir=partial / "masters", progress=progress
     )
     outputs: list[Path] = []
-    names = _output_names(lights)
+    names = output_names(lights)
     warned: set[str] = set()
     for index, (path, name) in enumerate(zip(lights, names, strict=True)):
         target = partial / name

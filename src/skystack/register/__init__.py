@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from skystack.register.features import ecc_refine, orb_match
+from skystack.register.match import match_stars
+from skystack.register.phase import phase_correlate
 from skystack.register.transform import (
     TRANSFORM_MODELS,
     Match,
@@ -11,13 +14,22 @@ from skystack.register.transform import (
     fit_transform,
     residuals,
 )
+from skystack.register.warp import INTERPOLATIONS, Interpolation, Warped, warp_image
 
 __all__ = [
+    "INTERPOLATIONS",
     "TRANSFORM_MODELS",
+    "Interpolation",
     "Match",
     "RegisterMethod",
     "Transform",
     "TransformModel",
+    "Warped",
+    "ecc_refine",
     "fit_transform",
+    "match_stars",
+    "orb_match",
+    "phase_correlate",
     "residuals",
+    "warp_image",
 ]

@@ -1,0 +1,137 @@
+"""``skystack register FRAMES... -o OUT_DIR``: frames aligned to a reference, and a JSON report."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from skystack.cli.calibrate import CfaOption, DebayerOption
+
+__all__ = ["register", "register_command", "registration_config"]
+
+
+class RegisterOption(StrEnum):
+    stars = "stars"
+    phase = "phase"
+    orb = "orb"
+    none = "none"
+
+
+class TransformOption(StrEnum):
+    similarity = "similarity"
+    affine = "affine"
+    homography = "homography"
+
+
+class InterpolationOption(StrEnum):
+    lanczos = "lanczos"
+    bicubic = "bicubic"
+    bilinear = "bilinear"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``register`` command to ``app``."""
+    app.command("register")(register_command)
+
+
+def registration_config(
+    *,
+    method: RegisterOption,
+    transform: TransformOption,
+    reference: Path | None,
+    select: str,
+    max_fwhm: float | None,
+    threshold: float,
+    interpolation: InterpolationOption,
+    clamp: bool,
+    debayer: DebayerOption,
+    cfa: CfaOption | None,
+):  # noqa: ANN201 - the config type is imported lazily
+    """Build a RegistrationConfig from command-line values (shared with ``stack``)."""
+    from skystack.config import RegistrationConfig
+    from skystack.detect.quality import parse_percent
+    from skystack.errors import ConfigError
+
+    try:
+        percent = parse_percent(select)
+    except ValueError as err:
+        raise ConfigError(f"--select: {err}") from err
+    if max_fwhm is not None and not max_fwhm > 0:
+        raise ConfigError(f"--max-fwhm must be a positive number of pixels, not {max_fwhm}")
+    if not threshold > 0:
+        raise ConfigError(f"--threshold must be a positive number of sigmas, not {threshold}")
+    return RegistrationConfig(
+        method=method.value,  # type: ignore[arg-type]
+        transform=transform.value,  # type: ignore[arg-type]
+        reference=reference,
+        select_percent=percent,
+        max_fwhm=max_fwhm,
+        threshold=threshold,
+        interpolation=interpolation.value,  # type: ignore[arg-type]
+        clamp=clamp,
+        debayer=debayer.value if debayer.value != "none" else "none",  # type: ignore[arg-type]
+        cfa=cfa.value if cfa is not None else None,  # type: ignore[arg-type]
+    )
+
+
+def register_command(
+    frames: list[Path] = typer.Argument(..., help="Frames: files, folders or globs."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
+    method: RegisterOption = typer.Option(
+        RegisterOption.stars,
+        "--register",
+        help="stars (asterism matching, with phase/ORB fallbacks for the Moon and landscapes), "
+        "phase, orb, or none.",
+    ),
+    transform: TransformOption = typer.Option(
+        TransformOption.similarity, "--transform", help="Model fitted to the matched stars."
+    ),
+    reference: Path = typer.Option(
+        None, "--reference", help="Reference frame (default: the best quality score)."
+    ),
+    select: str = typer.Option(
+        "100", "--select", help="Keep the best PERCENT of frames (80 or 80%)."
+    ),
+    max_fwhm: float = typer.Option(
+        None, "--max-fwhm", help="Reject frames with a larger FWHM (px)."
+    ),
+    threshold: float = typer.Option(5.0, "--threshold", help="Star detection threshold (σ)."),
+    interpolation: InterpolationOption = typer.Option(
+        InterpolationOption.lanczos, "--interpolation", help="Resampling of the warped frames."
+    ),
+    clamp: bool = typer.Option(
+        True, "--clamp/--no-clamp", help="Lanczos ringing guard around stars."
+    ),
+    debayer: DebayerOption = typer.Option(
+        DebayerOption.bilinear, "--debayer", help="Demosaicing of Bayer (CFA) frames."
+    ),
+    cfa: CfaOption = typer.Option(None, "--cfa", help="Bayer pattern, overriding the files."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT_DIR."),
+) -> int:
+    """Align frames to a reference frame.
+
+    Detects the stars of every frame, measures its quality (stars, FWHM, background, noise),
+    picks the best frame as reference, and writes each frame warped onto the reference grid
+    as OUT_DIR/<frame>.fits (float32, NaN where it has no data), with OUT_DIR/registration.json
+    listing every frame's quality, transform, matched stars and residual, or why it was
+    rejected. An interrupted run resumes when the same command is run again.
+    """
+    from skystack.cli._console import progress_reporter
+    from skystack.io import find_images
+    from skystack.pipeline.registration import register_files
+
+    config = registration_config(
+        method=method, transform=transform, reference=reference, select=select,
+        max_fwhm=max_fwhm, threshold=threshold, interpolation=interpolation, clamp=clamp,
+        debayer=debayer, cfa=cfa,
+    )  # fmt: skip
+    paths = find_images(frames)
+    with progress_reporter("register") as progress:
+        run = register_files(paths, output, config, overwrite=overwrite, progress=progress)
+    print(f"reference: {run.reference}")
+    print(f"wrote {len(run.outputs)} registered frames and {run.report.name} to {run.out_dir}")
+    for row in run.rejected:
+        print(f"rejected {row.path}: {row.reason}")
+    return 0
