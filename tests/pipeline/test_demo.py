@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from scipy import ndimage
 
@@ -10,8 +12,15 @@ from skystack.cli.main import main
 
 
 def test_demo_writes_fits_and_png_of_a_star_field(tmp_path, capsys):
+    from skystack.pipeline.demo import run_demo
+
     folder = tmp_path / "demo"
-    assert main(["demo", str(folder)]) == 0
+    result = run_demo(folder)
+    # Registration of the calibrated lights matches the simulator's true transforms.
+    assert len(result.registration_errors_px) == 12
+    assert float(np.median(result.registration_errors_px)) < 0.05
+    assert max(result.registration_errors_px) < 0.1
+
     fits_frame = skystack.read(folder / "demo_light.fits")
     assert fits_frame.data.dtype == np.float32 and fits_frame.meta.bit_depth == 32
     assert fits_frame.data.shape == (768, 1024, 3)  # calibrated and debayered
@@ -31,6 +40,11 @@ def test_demo_writes_fits_and_png_of_a_star_field(tmp_path, capsys):
     assert len(lights) == 12
     truth = folder / "session" / "truth" / "truth.json"
     assert truth.exists()
+
+    # Every calibrated light is registered, matching the simulator's true transforms.
+    report = json.loads((folder / "registered" / "registration.json").read_text())
+    assert all(row["accepted"] for row in report["frames"])
+    assert len(list((folder / "registered").glob("light_*.fits"))) == 12
 
     # Outputs are not replaced silently.
     capsys.readouterr()

@@ -204,3 +204,20 @@ def test_an_interrupted_run_resumes(tmp_path, monkeypatch):
     assert not partial.exists()
     rows = json.loads(run.report.read_text())["frames"]
     assert all(row["transform"] is not None for row in rows)
+
+
+def test_real_seestar_frames_register_across_a_rotation(shared_data, tmp_path):
+    folder = shared_data / "seestar_s50_ngc7023"
+    if not folder.is_dir():
+        pytest.skip("no Seestar frames")
+    frames = sorted(folder.glob("*.fit"))
+    # two frames of 2024 and one of 2025, rotated by about -121.5 degrees against them
+    paths = [frames[0], frames[1], frames[-1]]
+    run = register_files(paths, tmp_path / "out", RegistrationConfig(reference=paths[0]))
+    assert all(row.accepted for row in run.rows), [row.reason for row in run.rows]
+    same_night, other_year = run.rows[1].match, run.rows[2].match
+    assert same_night.n_inliers > 50 and same_night.rms_px < 0.4
+    assert other_year.n_inliers > 50 and other_year.rms_px < 0.4
+    assert abs(abs(other_year.transform.rotation_deg) - 121.5) < 1.0
+    assert abs(same_night.transform.rotation_deg) < 0.5
+    assert skystack.read(run.outputs[2]).data.shape == (1920, 1080, 3)

@@ -130,8 +130,33 @@ def register_command(
     paths = find_images(frames)
     with progress_reporter("register") as progress:
         run = register_files(paths, output, config, overwrite=overwrite, progress=progress)
+    for row in run.rows:
+        print(_row_line(row, row.path == run.reference))
     print(f"reference: {run.reference}")
     print(f"wrote {len(run.outputs)} registered frames and {run.report.name} to {run.out_dir}")
     for row in run.rejected:
         print(f"rejected {row.path}: {row.reason}")
     return 0
+
+
+def _row_line(row, is_reference: bool) -> str:  # noqa: ANN001 - FrameRow is imported lazily
+    """One line per frame: quality, and the match or why there is none."""
+    parts = [row.path.name]
+    quality = row.quality
+    if quality is not None:
+        parts.append(f"stars {quality.n_stars:5d}  FWHM {quality.fwhm:5.2f} px")
+    match = row.match
+    if is_reference:
+        parts.append("reference")
+    elif row.accepted and match is not None:
+        transform = match.transform
+        dx, dy = transform.shift
+        detail = f"{match.method}: shift ({dx:+.1f}, {dy:+.1f}) rot {transform.rotation_deg:+.2f}°"
+        if match.method in ("stars", "orb"):
+            detail += f"  matched {match.n_inliers}  rms {match.rms_px:.3f} px"
+        if match.mirrored:
+            detail += "  MIRRORED"
+        parts.append(detail)
+    else:
+        parts.append("rejected")
+    return "  ".join(parts)
