@@ -139,6 +139,9 @@ class RegistrationConfig:
         Bayer pattern overriding the files'.
     seed : int
         Seed of the matcher's random proposal draws.
+    jobs : int or None
+        Frames processed at once in worker processes; None picks the number of CPUs for large
+        sets (about 100 MB of input or more) and 1 (in-process) otherwise.
     """
 
     method: Literal["stars", "phase", "orb", "none"] = "stars"
@@ -156,3 +159,4 @@ class RegistrationConfig:
     debayer: DebayerChoice = "bilinear"
     cfa: CfaPattern | None = None
     seed: int = 0
+    jobs: int | None = None

@@ -221,3 +221,15 @@ def test_real_seestar_frames_register_across_a_rotation(shared_data, tmp_path):
     assert abs(abs(other_year.transform.rotation_deg) - 121.5) < 1.0
     assert abs(same_night.transform.rotation_deg) < 0.5
     assert skystack.read(run.outputs[2]).data.shape == (1920, 1080, 3)
+
+
+def test_worker_processes_give_the_same_result(tmp_path):
+    truth = _session(tmp_path / "session", star_count=200, n_lights=4, meridian_flip=True,
+                     width=512, height=384, shift_px=30.0)  # fmt: skip
+    serial = register_files(list(truth.lights), tmp_path / "serial", RegistrationConfig(jobs=1))
+    parallel = register_files(list(truth.lights), tmp_path / "parallel", RegistrationConfig(jobs=2))
+    for a, b in zip(serial.rows, parallel.rows, strict=True):
+        assert a.accepted and b.accepted
+        np.testing.assert_array_equal(a.match.transform.matrix, b.match.transform.matrix)
+    for a, b in zip(serial.outputs, parallel.outputs, strict=True):
+        np.testing.assert_array_equal(skystack.read(a).data, skystack.read(b).data)

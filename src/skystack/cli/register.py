@@ -48,6 +48,7 @@ def registration_config(
     clamp: bool,
     debayer: DebayerOption,
     cfa: CfaOption | None,
+    jobs: int | None = None,
 ):  # noqa: ANN201 - the config type is imported lazily
     """Build a RegistrationConfig from command-line values (shared with ``stack``)."""
     from skystack.config import RegistrationConfig
@@ -60,6 +61,8 @@ def registration_config(
         raise ConfigError(f"--select: {err}") from err
     if max_fwhm is not None and not max_fwhm > 0:
         raise ConfigError(f"--max-fwhm must be a positive number of pixels, not {max_fwhm}")
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, not {jobs}")
     if not threshold > 0:
         raise ConfigError(f"--threshold must be a positive number of sigmas, not {threshold}")
     return RegistrationConfig(
@@ -73,6 +76,7 @@ def registration_config(
         clamp=clamp,
         debayer=debayer.value if debayer.value != "none" else "none",  # type: ignore[arg-type]
         cfa=cfa.value if cfa is not None else None,  # type: ignore[arg-type]
+        jobs=jobs,
     )
 
 
@@ -108,6 +112,9 @@ def register_command(
         DebayerOption.bilinear, "--debayer", help="Demosaicing of Bayer (CFA) frames."
     ),
     cfa: CfaOption = typer.Option(None, "--cfa", help="Bayer pattern, overriding the files."),
+    jobs: int = typer.Option(
+        None, "--jobs", help="Frames processed at once (default: one per CPU for large sets)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT_DIR."),
 ) -> int:
     """Align frames to a reference frame.
@@ -125,7 +132,7 @@ def register_command(
     config = registration_config(
         method=method, transform=transform, reference=reference, select=select,
         max_fwhm=max_fwhm, threshold=threshold, interpolation=interpolation, clamp=clamp,
-        debayer=debayer, cfa=cfa,
+        debayer=debayer, cfa=cfa, jobs=jobs,
     )  # fmt: skip
     paths = find_images(frames)
     with progress_reporter("register") as progress:

@@ -28,7 +28,7 @@ WeightMethod: TypeAlias = Literal["none", "noise", "stars", "fwhm", "exposure"]
 """How frames are weighted in the stack (``--weights``)."""
 WEIGHT_METHODS: tuple[WeightMethod, ...] = get_args(WeightMethod)
 
-_SAMPLE_PIXELS = 2_000_000
+_SAMPLE_PIXELS = 500_000
 """Sky level and noise are measured on about this many pixels (whole rows, evenly spaced)."""
 
 # Exponents of the score's factors (they sum to 1).
@@ -92,8 +92,8 @@ def measure_quality(
 
     Notes
     -----
-    Sky level and noise of frames above 2 MP are measured on evenly spaced whole rows covering
-    about 2 million pixels (neighbouring pixels within a row are what the noise estimate
+    Sky level and noise of frames above 0.5 MP are measured on evenly spaced whole rows covering
+    about half a million pixels (neighbouring pixels within a row are what the noise estimate
     compares).
     """
     lum = luminance(image)

@@ -40,6 +40,8 @@ _BORDER = 2
 """Objects with a pixel within this many pixels of the frame edge are dropped."""
 _MIN_FWHM = 1.0
 """Narrower than this (px) is a hot pixel or a cosmic-ray hit, not a star."""
+_SPIKE_RATIO = 0.1
+"""Neighbour-to-peak ratio below which an object is a single-pixel spike."""
 _MAX_ELONGATION = 3.0
 """Objects with isophotal a/b above this are trail fragments or blends, not stars."""
 _RETRY_FACTOR = 2.0
@@ -504,6 +506,22 @@ def _saturation_level(data: Image) -> float | None:
     return None
 
 
+def _single_pixel_spikes(sub: Image, objects: np.ndarray) -> npt.NDArray[np.bool_]:
+    """Objects whose peak pixel stands alone: hot pixels and cosmic rays.
+
+    The mean of the four neighbours of a star's peak pixel is at least ~15% of the peak for any
+    FWHM above 1.1 px (and the fit rejects narrower ones anyway); a hot pixel's neighbours hold
+    only noise. Dropping these before the fits saves most of the detection time on raw frames
+    with thousands of hot pixels.
+    """
+    height, width = sub.shape
+    xp = np.clip(np.asarray(objects["xpeak"], dtype=np.intp), 1, width - 2)
+    yp = np.clip(np.asarray(objects["ypeak"], dtype=np.intp), 1, height - 2)
+    peak = sub[yp, xp]
+    neighbours = (sub[yp - 1, xp] + sub[yp + 1, xp] + sub[yp, xp - 1] + sub[yp, xp + 1]) / 4.0
+    return (peak > 0.0) & (neighbours < _SPIKE_RATIO * peak)
+
+
 def _measure(
     sub: Image,
     objects: np.ndarray,
@@ -539,6 +557,11 @@ def _measure(
     a, b = a[keep], b[keep]
     if objects.size == 0:
         return StarTable.empty()
+    single = _single_pixel_spikes(sub, objects)
+    if single.any():
+        objects, a, b = objects[~single], a[~single], b[~single]
+        if objects.size == 0:
+            return StarTable.empty()
     x_iso = np.asarray(objects["x"], dtype=np.float64)
     y_iso = np.asarray(objects["y"], dtype=np.float64)
     # Isophotal moments shrink for faint stars (the isophote cuts the wings), so start the fit a

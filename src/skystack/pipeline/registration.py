@@ -9,11 +9,15 @@ warped frames and ``registration.json`` into an output folder built as ``OUT_DIR
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import os
 import shutil
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from skystack.errors import (
 )
 from skystack.frame import Frame
 from skystack.io import read, write
+from skystack.io._atomic import atomic_path
 from skystack.pipeline.calibration import output_names
 from skystack.register.match import match_stars
 from skystack.register.transform import Match, Transform
@@ -53,6 +58,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+_PARALLEL_INPUT_BYTES = 100 << 20
+"""Input size from which frames are processed by one worker process per CPU."""
 
 
 def prepare_image(frame: Frame, config: RegistrationConfig) -> Image:
@@ -138,37 +146,60 @@ class RegistrationPlan:
     """Whether the reference has enough stars for star matching."""
 
 
+def _measure_path(
+    path: Path, config: RegistrationConfig
+) -> tuple[FrameAnalysis | None, str | None, list[tuple[type[Warning], str]]]:
+    """Read, prepare and measure one frame (in a worker process or in-process)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            frame = read(path)
+            image = prepare_image(frame, config)
+            if not np.isfinite(image).any() or not np.nanmax(image) > np.nanmin(image):
+                raise GeometryError(f"{path}: the frame is empty (constant, NaN or zero)")
+            analysis = analyse_frame(path, image, config, frame.meta.exposure)
+            error = None
+        except SkystackError as err:
+            analysis, error = None, str(err)
+    return analysis, error, [(w.category, str(w.message)) for w in caught]
+
+
+def _reemit(caught: list[tuple[type[Warning], str]]) -> None:
+    for category, message in caught:
+        warnings.warn(message, category, stacklevel=3)
+
+
 def plan_registration(
     paths: Sequence[Path],
     config: RegistrationConfig,
     *,
     progress: ProgressCallback | None = None,
+    executor: Executor | None = None,
 ) -> RegistrationPlan:
     """First pass: read and measure every frame, choose the reference, select frames.
 
     Unreadable frames and frames whose shape differs from the first readable one's are
-    rejected with the reason (and a warning).
+    rejected with the reason (and a warning). With an ``executor`` (a process pool) frames
+    are measured in parallel.
     """
     rows = [FrameRow(path=Path(p)) for p in paths]
     analyses: list[FrameAnalysis | None] = []
     shape: tuple[int, ...] | None = None
-    for index, row in enumerate(rows):
-        try:
-            frame = read(row.path)
-            image = prepare_image(frame, config)
-            if shape is not None and image.shape != shape:
-                raise GeometryError(
-                    f"{row.path}: shape {image.shape} differs from the first frame's {shape}"
-                )
-            if not np.isfinite(image).any() or not np.nanmax(image) > np.nanmin(image):
-                raise GeometryError(f"{row.path}: the frame is empty (constant, NaN or zero)")
-            analysis = analyse_frame(row.path, image, config, frame.meta.exposure)
-            shape = shape or image.shape
+    mapper = executor.map if executor is not None else map
+    results = mapper(_measure_path, [row.path for row in rows], [config] * len(rows))
+    for index, (row, (analysis, error, caught)) in enumerate(zip(rows, results, strict=True)):
+        _reemit(caught)
+        if analysis is not None and shape is not None and analysis.shape != shape:
+            analysis, error = (
+                None,
+                (f"{row.path}: shape {analysis.shape} differs from the first frame's {shape}"),
+            )
+        if analysis is None:
+            _skip(row, str(error))
+        else:
+            shape = shape or analysis.shape
             row.quality = analysis.quality
-            analyses.append(analysis)
-        except SkystackError as err:
-            _skip(row, str(err))
-            analyses.append(None)
+        analyses.append(analysis)
         if progress is not None:
             progress(index + 1, len(rows), "measure")
     usable = [i for i, a in enumerate(analyses) if a is not None]
@@ -294,11 +325,90 @@ class RegisteredFrame:
     row: FrameRow
 
 
+@dataclass(frozen=True, eq=False)
+class _AlignJob:
+    """Everything one frame's second pass needs (small enough to send to a worker)."""
+
+    index: int
+    path: Path
+    analysis: FrameAnalysis
+    reference: FrameAnalysis
+    is_reference: bool
+    star_field: bool
+    config: RegistrationConfig
+
+
+def _needs_reference_image(config: RegistrationConfig, star_field: bool) -> bool:
+    return config.method in ("phase", "orb") or (config.method == "stars" and not star_field)
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_image(path: Path, config: RegistrationConfig) -> Image:
+    """The prepared reference image, read once per process for the image-based methods."""
+    return prepare_image(read(path), config)
+
+
+def _align_and_warp(job: _AlignJob) -> tuple[Frame, Match, Warped]:
+    config = job.config
+    frame = read(job.path)
+    image = prepare_image(frame, config)
+    if job.is_reference:
+        match = Match(Transform.identity(), len(job.reference.stars), 0.0, config.method)
+    else:
+        reference_image = (
+            _reference_image(job.reference.path, config)
+            if _needs_reference_image(config, job.star_field)
+            else None
+        )
+        match = align_frame(
+            image, job.analysis, job.reference, reference_image, config,
+            star_field=job.star_field, rng=np.random.default_rng([config.seed, job.index]),
+        )  # fmt: skip
+    warped = warp_image(
+        image,
+        match.transform,
+        shape=job.reference.shape[:2],
+        interpolation=config.interpolation,
+        clamp=config.clamp,
+    )
+    return frame, match, warped
+
+
+def _jobs(
+    plan: RegistrationPlan, config: RegistrationConfig, skip: Iterable[int]
+) -> list[_AlignJob]:
+    reference = plan.analyses[plan.reference]
+    assert reference is not None
+    skipped = set(skip)
+    order = [plan.reference] + [i for i in plan.selected if i != plan.reference]
+    return [
+        _AlignJob(
+            index=i,
+            path=plan.rows[i].path,
+            analysis=plan.analyses[i],  # type: ignore[arg-type]
+            reference=reference,
+            is_reference=i == plan.reference,
+            star_field=plan.star_field,
+            config=config,
+        )
+        for i in order
+        if i not in skipped and plan.analyses[i] is not None
+    ]
+
+
+def _accept(row: FrameRow, match: Match) -> None:
+    row.match = match
+    row.accepted = True
+    row.reason = None
+    if match.mirrored:
+        _log.warning("%s is mirrored relative to the reference", row.path)
+
+
 def registered_frames(
     plan: RegistrationPlan,
     config: RegistrationConfig,
     *,
-    skip: set[int] | frozenset[int] = frozenset(),
+    skip: Iterable[int] = (),
     progress: ProgressCallback | None = None,
 ) -> Iterator[RegisteredFrame]:
     """Second pass: align and warp each selected frame (reference first), one at a time.
@@ -306,48 +416,79 @@ def registered_frames(
     Frames that fail are marked rejected in ``plan.rows`` with the reason (and a warning);
     indices in ``skip`` are passed over (already done by an interrupted run).
     """
-    reference = plan.analyses[plan.reference]
-    assert reference is not None
-    needs_image = config.method in ("phase", "orb") or (
-        config.method == "stars" and not plan.star_field
-    )
-    reference_image = prepare_image(read(reference.path), config) if needs_image else None
-    rng = np.random.default_rng(config.seed)
-    order = [plan.reference] + [i for i in plan.selected if i != plan.reference]
-    for done, index in enumerate(order, start=1):
-        row = plan.rows[index]
-        analysis = plan.analyses[index]
-        if index in skip or analysis is None:
-            continue
+    jobs = _jobs(plan, config, skip)
+    for done, job in enumerate(jobs, start=1):
+        row = plan.rows[job.index]
         try:
-            frame = read(row.path)
-            image = prepare_image(frame, config)
-            if index == plan.reference:
-                match = Match(Transform.identity(), len(reference.stars), 0.0, config.method)
-            else:
-                match = align_frame(
-                    image, analysis, reference, reference_image, config,
-                    star_field=plan.star_field, rng=rng,
-                )  # fmt: skip
-            warped = warp_image(
-                image,
-                match.transform,
-                shape=reference.shape[:2],
-                interpolation=config.interpolation,
-                clamp=config.clamp,
-            )
+            frame, match, warped = _align_and_warp(job)
         except SkystackError as err:
             row.match = None
             _skip(row, str(err))
         else:
-            row.match = match
-            row.accepted = True
-            row.reason = None
-            if match.mirrored:
-                _log.warning("%s is mirrored relative to the reference", row.path)
-            yield RegisteredFrame(index=index, frame=frame, warped=warped, row=row)
+            _accept(row, match)
+            yield RegisteredFrame(index=job.index, frame=frame, warped=warped, row=row)
         if progress is not None:
-            progress(done, len(order), "register")
+            progress(done, len(jobs), "register")
+
+
+def _history(reference: Path, match: Match, config: RegistrationConfig) -> list[str]:
+    return [
+        f"skystack register: reference {reference.name}",
+        f"skystack register: method {match.method}, transform {config.transform}, "
+        f"{config.interpolation} warp",
+    ]
+
+
+def _write_registered(frame: Frame, warped: Warped, target: Path, history: list[str]) -> None:
+    write(Frame(warped.image, frame.meta.replace(cfa=None)), target, history=history,
+          overwrite=True)  # fmt: skip
+
+
+def _register_and_write(
+    job: _AlignJob, target: Path
+) -> tuple[dict[str, Any] | None, str | None, list[tuple[type[Warning], str]]]:
+    """Worker task: align, warp and write one frame; returns its match state or the error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            frame, match, warped = _align_and_warp(job)
+            _write_registered(
+                frame, warped, target, _history(job.reference.path, match, job.config)
+            )
+            state, error = _match_state(match), None
+        except SkystackError as err:
+            state, error = None, str(err)
+    return state, error, [(w.category, str(w.message)) for w in caught]
+
+
+def _init_worker() -> None:
+    # Each worker handles one frame at a time; the CPUs are shared by the workers instead of
+    # by numba's threads inside one warp.
+    import numba
+
+    numba.set_num_threads(1)
+
+
+def _worker_count(config: RegistrationConfig, paths: Sequence[Path]) -> int:
+    if config.jobs is not None:
+        return max(1, int(config.jobs))
+    total = sum(p.stat().st_size for p in paths if p.is_file())
+    cpus = os.cpu_count() or 1
+    return cpus if len(paths) >= 3 and total >= _PARALLEL_INPUT_BYTES else 1
+
+
+@contextlib.contextmanager
+def _executor(workers: int) -> Iterator[Executor | None]:
+    if workers <= 1:
+        yield None
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: numba's thread pool is not safe to fork once it has run
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        yield pool
 
 
 @dataclass(frozen=True)
@@ -377,8 +518,9 @@ def register_files(
     """Register frames into ``out_dir``: ``<stem>.fits`` per accepted frame (float32, on the
     reference grid, NaN outside its footprint) and ``registration.json``.
 
-    The folder is built as ``OUT_DIR.partial`` and renamed when complete; a re-run of the same
-    command resumes from it.
+    Large sets are processed by one worker process per CPU (``config.jobs``). The folder is
+    built as ``OUT_DIR.partial`` and renamed when complete; a re-run of the same command
+    resumes from it.
 
     Raises
     ------
@@ -394,36 +536,30 @@ def register_files(
     partial = out_dir.with_name(out_dir.name + ".partial")
     settings = _settings(config)
     _prepare_partial(partial, paths, settings)
-    plan = plan_registration(paths, config, progress=progress)
     names = output_names(paths)
-    done: set[int] = set()
     rows_dir = partial / ".rows"
     rows_dir.mkdir(exist_ok=True)
-    for index, name in enumerate(names):
-        saved = rows_dir / f"{name}.json"
-        if (partial / name).exists() and saved.exists():
-            _restore_row(plan.rows[index], json.loads(saved.read_text()))
-            done.add(index)
-    for item in registered_frames(plan, config, skip=done, progress=progress):
-        name = names[item.index]
-        history = [
-            "skystack register: " + line
-            for line in (
-                f"reference {plan.rows[plan.reference].path.name}",
-                f"method {item.row.match.method}, transform {config.transform}"  # type: ignore[union-attr]
-                f", {config.interpolation} warp",
-            )
-        ]
-        write(Frame(item.warped.image, item.frame.meta.replace(cfa=None)), partial / name,
-              history=history, overwrite=True)  # fmt: skip
-        (rows_dir / f"{name}.json").write_text(json.dumps(_row_state(item.row)))
+    with _executor(_worker_count(config, paths)) as executor:
+        plan = plan_registration(paths, config, progress=progress, executor=executor)
+        done: set[int] = set()
+        for index, name in enumerate(names):
+            saved = rows_dir / f"{name}.json"
+            if (partial / name).exists() and saved.exists():
+                _accept(plan.rows[index], _match_from_state(json.loads(saved.read_text())))
+                done.add(index)
+        if executor is None:
+            for item in registered_frames(plan, config, skip=done, progress=progress):
+                history = _history(plan.rows[plan.reference].path, item.row.match, config)  # type: ignore[arg-type]
+                _write_registered(item.frame, item.warped, partial / names[item.index], history)
+                saved = rows_dir / f"{names[item.index]}.json"
+                saved.write_text(json.dumps(_match_state(item.row.match)))  # type: ignore[arg-type]
+        else:
+            _register_in_pool(executor, plan, config, partial, names, done, progress)
     report = {
         "reference": str(plan.rows[plan.reference].path),
         "settings": settings,
         "frames": [row.to_dict() for row in plan.rows],
     }
-    from skystack.io._atomic import atomic_path
-
     with atomic_path(partial / "registration.json") as tmp:
         Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(rows_dir)
@@ -439,6 +575,34 @@ def register_files(
         rows=plan.rows,
         report=out_dir / "registration.json",
     )
+
+
+def _register_in_pool(
+    executor: Executor,
+    plan: RegistrationPlan,
+    config: RegistrationConfig,
+    partial: Path,
+    names: list[str],
+    done: set[int],
+    progress: ProgressCallback | None,
+) -> None:
+    jobs = _jobs(plan, config, done)
+    futures = {
+        executor.submit(_register_and_write, job, partial / names[job.index]): job for job in jobs
+    }
+    for count, future in enumerate(as_completed(futures), start=1):
+        job = futures[future]
+        row = plan.rows[job.index]
+        state, error, caught = future.result()
+        _reemit(caught)
+        if state is None:
+            row.match = None
+            _skip(row, str(error))
+        else:
+            _accept(row, _match_from_state(state))
+            (partial / ".rows" / f"{names[job.index]}.json").write_text(json.dumps(state))
+        if progress is not None:
+            progress(count, len(jobs), "register")
 
 
 def _settings(config: RegistrationConfig) -> dict[str, Any]:
@@ -457,9 +621,7 @@ def _prepare_partial(partial: Path, paths: list[Path], settings: dict[str, Any])
     stamp.write_text(stamp_text)
 
 
-def _row_state(row: FrameRow) -> dict[str, Any]:
-    match = row.match
-    assert match is not None
+def _match_state(match: Match) -> dict[str, Any]:
     return {
         "transform": match.transform.to_list(),
         "n_inliers": match.n_inliers,
@@ -468,12 +630,10 @@ def _row_state(row: FrameRow) -> dict[str, Any]:
     }
 
 
-def _restore_row(row: FrameRow, state: dict[str, Any]) -> None:
-    row.match = Match(
+def _match_from_state(state: dict[str, Any]) -> Match:
+    return Match(
         transform=Transform.from_list(state["transform"]),
         n_inliers=int(state["n_inliers"]),
         rms_px=float(state["rms_px"]),
         method=state["method"],
     )
-    row.accepted = True
-    row.reason = None

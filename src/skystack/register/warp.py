@@ -62,13 +62,19 @@ def _lanczos_plane(src, inverse, out, footprint, table, steps, clamp):  # pragma
     height, width = src.shape
     out_h, out_w = out.shape
     istep = int(steps)
+    affine = inverse[2, 0] == 0.0 and inverse[2, 1] == 0.0
     for oy in numba.prange(out_h):
         wx = np.empty(6, np.float32)
         wy = np.empty(6, np.float32)
+        row_x = inverse[0, 1] * oy + inverse[0, 2]
+        row_y = inverse[1, 1] * oy + inverse[1, 2]
         for ox in range(out_w):
-            ww = inverse[2, 0] * ox + inverse[2, 1] * oy + inverse[2, 2]
-            xs = (inverse[0, 0] * ox + inverse[0, 1] * oy + inverse[0, 2]) / ww
-            ys = (inverse[1, 0] * ox + inverse[1, 1] * oy + inverse[1, 2]) / ww
+            xs = inverse[0, 0] * ox + row_x
+            ys = inverse[1, 0] * ox + row_y
+            if not affine:
+                ww = inverse[2, 0] * ox + inverse[2, 1] * oy + inverse[2, 2]
+                xs /= ww
+                ys /= ww
             if not (xs >= -0.5 and xs <= width - 0.5 and ys >= -0.5 and ys <= height - 0.5):
                 footprint[oy, ox] = False
                 out[oy, ox] = np.nan
