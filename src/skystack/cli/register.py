@@ -159,8 +159,10 @@ def _row_line(row, is_reference: bool) -> str:  # noqa: ANN001 - FrameRow is imp
         transform = match.transform
         dx, dy = transform.shift
         detail = f"{match.method}: shift ({dx:+.1f}, {dy:+.1f}) rot {transform.rotation_deg:+.2f}°"
-        if match.method in ("stars", "orb"):
+        if match.method == "stars":
             detail += f"  matched {match.n_inliers}  rms {match.rms_px:.3f} px"
+        elif match.method == "orb":
+            detail += f"  {match.n_inliers} features agree"
         if match.mirrored:
             detail += "  MIRRORED"
         parts.append(detail)

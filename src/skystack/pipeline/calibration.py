@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from skystack.errors import (
 )
 from skystack.frame import Frame
 from skystack.io import read, write
+from skystack.pipeline._partial import finish_partial, open_partial
 from skystack.pipeline.masters import MasterSet, check_master, prepare_masters
 
 __all__ = [
@@ -231,8 +231,7 @@ def calibrate_files(
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise OutputExistsError(f"{out_dir}: output exists already; pass --overwrite to replace it")
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    _prepare_partial(partial, lights, config)
+    partial = open_partial(out_dir, _settings_text(lights, config))
     first, first_index, skipped = _first_readable(lights)
     masters = prepare_masters(
         config, first_light=first, masters_dir=partial / "masters", progress=progress
@@ -268,10 +267,7 @@ def calibrate_files(
     master_paths = tuple(sorted((partial / "masters").glob("master_*.fits")))
     if not any((partial / "masters").iterdir()):
         (partial / "masters").rmdir()
-    (partial / ".settings.json").unlink(missing_ok=True)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    partial.rename(out_dir)
+    finish_partial(partial, out_dir)
     rename = lambda p: out_dir / p.relative_to(partial)  # noqa: E731
     return CalibrationRun(
         out_dir=out_dir,
@@ -281,17 +277,8 @@ def calibrate_files(
     )
 
 
-def _prepare_partial(partial: Path, lights: list[Path], config: CalibrationConfig) -> None:
-    """Create the partial folder, or keep an earlier one only if it was made the same way."""
-    settings = json.dumps(
-        {"lights": [str(p) for p in lights], "config": repr(config)}, sort_keys=True
-    )
-    stamp = partial / ".settings.json"
-    if partial.exists() and (not stamp.exists() or stamp.read_text() != settings):
-        _log.info("discarding %s: made with other settings", partial)
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(settings)
+def _settings_text(lights: list[Path], config: CalibrationConfig) -> str:
+    return json.dumps({"lights": [str(p) for p in lights], "config": repr(config)}, sort_keys=True)
 
 
 def _first_readable(lights: list[Path]) -> tuple[Frame, int, list[tuple[Path, str]]]:

@@ -39,6 +39,7 @@ from skystack.errors import (
 from skystack.frame import Frame
 from skystack.io import read, write
 from skystack.io._atomic import atomic_path
+from skystack.pipeline._partial import finish_partial, open_partial
 from skystack.pipeline.calibration import output_names
 from skystack.register.match import match_stars
 from skystack.register.transform import Match, Transform
@@ -533,9 +534,9 @@ def register_files(
     paths = [Path(p) for p in paths]
     if out_dir.exists() and not overwrite:
         raise OutputExistsError(f"{out_dir}: output exists already; pass --overwrite to replace it")
-    partial = out_dir.with_name(out_dir.name + ".partial")
     settings = _settings(config)
-    _prepare_partial(partial, paths, settings)
+    stamp = json.dumps({"frames": [str(p) for p in paths], "settings": settings}, sort_keys=True)
+    partial = open_partial(out_dir, stamp)
     names = output_names(paths)
     rows_dir = partial / ".rows"
     rows_dir.mkdir(exist_ok=True)
@@ -563,10 +564,7 @@ def register_files(
     with atomic_path(partial / "registration.json") as tmp:
         Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(rows_dir)
-    (partial / ".settings.json").unlink(missing_ok=True)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    partial.rename(out_dir)
+    finish_partial(partial, out_dir)
     outputs = tuple(out_dir / names[i] for i, r in enumerate(plan.rows) if r.accepted)
     return RegistrationRun(
         out_dir=out_dir,
@@ -607,18 +605,6 @@ def _register_in_pool(
 
 def _settings(config: RegistrationConfig) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-
-
-def _prepare_partial(partial: Path, paths: list[Path], settings: dict[str, Any]) -> None:
-    stamp_text = json.dumps(
-        {"frames": [str(p) for p in paths], "settings": settings}, sort_keys=True
-    )
-    stamp = partial / ".settings.json"
-    if partial.exists() and (not stamp.exists() or stamp.read_text() != stamp_text):
-        _log.info("discarding %s: made with other settings", partial)
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(stamp_text)
 
 
 def _match_state(match: Match) -> dict[str, Any]:
