@@ -42,6 +42,12 @@ _MIN_FWHM = 1.0
 """Narrower than this (px) is a hot pixel or a cosmic-ray hit, not a star."""
 _SPIKE_RATIO = 0.1
 """Neighbour-to-peak ratio below which an object is a single-pixel spike."""
+_WINPOS_LIMIT = 1000
+"""Brightest stars given SEP's windowed centroid; the others keep the fitted centre."""
+_MAX_WINDOW_SIGMA = 4.0
+"""Widest Gaussian window (px) of the windowed centroid (a star of FWHM 9.4 px)."""
+_MAX_FIT_RADIUS = 10
+"""Largest fit stamp radius (px): enough for FWHM up to about 7 px; wider blobs are not stars."""
 _MAX_ELONGATION = 3.0
 """Objects with isophotal a/b above this are trail fragments or blends, not stars."""
 _RETRY_FACTOR = 2.0
@@ -409,7 +415,7 @@ def _fit_stars(
     sigma: npt.NDArray[np.float64],
 ) -> npt.NDArray[np.float64]:
     """Run the fit kernel; returns ``(N, 8)``: amp, x, y, s, ok, peak, n_saturated, n_bad."""
-    radii = np.clip(np.ceil(3.0 * sigma) + 1, 4, 15).astype(np.int64)
+    radii = np.clip(np.ceil(3.0 * sigma) + 1, 4, _MAX_FIT_RADIUS).astype(np.int64)
     out = np.zeros((x.size, 8), dtype=np.float64)
     use_flags = flags is not None
     flag_array = flags if flags is not None else np.zeros((1, 1), dtype=np.uint8)
@@ -529,8 +535,13 @@ def _measure(
     bad: Mask | None,
     shape: tuple[int, int],
     noise: float,
+    limit: int | None = None,
 ) -> StarTable:
     """Reject junk among SEP's objects and measure the rest on the unsmoothed image ``sub``.
+
+    With ``limit``, only the ``limit`` brightest candidates (by isophotal flux, after the
+    geometric cuts) are fitted, with a margin of half as many again for the ones the fit
+    rejects.
 
     A successful fit must be at least 1 px FWHM with an amplitude of 2 noise sigmas (5 when
     saturated pixels were left out of it: a saturated hot pixel leaves only noise to fit). A
@@ -557,6 +568,10 @@ def _measure(
     a, b = a[keep], b[keep]
     if objects.size == 0:
         return StarTable.empty()
+    if limit is not None and objects.size > limit + limit // 2:
+        brightest = np.argsort(-np.asarray(objects["flux"], dtype=np.float64), kind="stable")
+        chosen = np.sort(brightest[: limit + limit // 2])
+        objects, a, b = objects[chosen], a[chosen], b[chosen]
     single = _single_pixel_spikes(sub, objects)
     if single.any():
         objects, a, b = objects[~single], a[~single], b[~single]
@@ -588,11 +603,18 @@ def _measure(
     x_start = np.where(fit_ok, fit[:, 1], objects["x"])
     y_start = np.where(fit_ok, fit[:, 2], objects["y"])
     sig = np.where(fit_ok, fit[:, 3], np.sqrt(a * b))
-    xw, yw, wflag = sep.winpos(sub, x_start, y_start, sig, mask=bad)
+    # Windowed centroids cost ~0.2 ms per object (a wide window on big blobs): the brightest
+    # _WINPOS_LIMIT get them; fainter ones keep the fitted centre, which is sub-pixel too.
+    x = np.array(x_start, dtype=np.float64)
+    y = np.array(y_start, dtype=np.float64)
+    refine = np.argsort(-np.asarray(objects["flux"], dtype=np.float64), kind="stable")
+    refine = refine[:_WINPOS_LIMIT]
+    window = np.clip(sig[refine], 0.5, _MAX_WINDOW_SIGMA)
+    xw, yw, wflag = sep.winpos(sub, x[refine], y[refine], window, mask=bad)
     good = (wflag == 0) & np.isfinite(xw) & np.isfinite(yw)
-    good &= np.hypot(xw - x_start, yw - y_start) < np.maximum(2.0 * sig, 1.0)
-    x = np.where(good, xw, x_start)
-    y = np.where(good, yw, y_start)
+    good &= np.hypot(xw - x[refine], yw - y[refine]) < np.maximum(2.0 * window, 1.0)
+    x[refine[good]] = xw[good]
+    y[refine[good]] = yw[good]
     order = np.argsort(-np.asarray(objects["flux"], dtype=np.float64), kind="stable")
     eccentricity = np.sqrt(np.clip(1.0 - (b / a) ** 2, 0.0, 1.0 - 1e-12))
     return StarTable(
@@ -642,7 +664,8 @@ def find_stars(
     mask : ndarray bool, optional
         True marks bad pixels: excluded from the background, the detection and the fits.
     max_stars : int, optional
-        Keep only the brightest ``max_stars`` stars.
+        Keep only the brightest ``max_stars`` stars; only about 1.5 times as many candidates
+        are measured, which saves most of the time on crowded or busy frames.
     saturation : float, optional
         Saturation level in the image's units: stars with a pixel at or above it within their fit
         stamp are flagged ``saturated`` (and those pixels are left out of the FWHM fit). When
@@ -712,7 +735,7 @@ def find_stars(
         return StarTable.empty()
 
     objects = _extract(data, threshold, noise, bad, min_area, smoothed=False)
-    stars = _measure(data, objects, flags, bad, shape, noise)
+    stars = _measure(data, objects, flags, bad, shape, noise, limit=max_stars)
     if min_stars > 0 and len(stars) < min_stars:
         stars = _adaptive_retry(data, stars, noise, bad, flags, shape, min_area, min_stars)
     if max_stars is not None and len(stars) > max_stars:

@@ -60,6 +60,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
+_QUALITY_STARS = 4
+"""Stars measured per frame, as a multiple of ``max_stars`` (the count reported is capped)."""
 _PARALLEL_INPUT_BYTES = 100 << 20
 """Input size from which frames are processed by one worker process per CPU."""
 
@@ -128,7 +130,13 @@ def analyse_frame(
 ) -> FrameAnalysis:
     """Detect the stars of one prepared image and measure its quality."""
     lum = luminance(image)
-    stars = find_stars(lum, threshold=config.threshold, min_stars=config.min_stars)
+    # Quality statistics saturate long before a few thousand stars; matching uses max_stars.
+    stars = find_stars(
+        lum,
+        threshold=config.threshold,
+        min_stars=config.min_stars,
+        max_stars=_QUALITY_STARS * config.max_stars,
+    )
     quality = measure_quality(lum, stars=stars)
     return FrameAnalysis(
         path=path, shape=image.shape, stars=stars, quality=quality, exposure=exposure
