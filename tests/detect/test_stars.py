@@ -233,3 +233,21 @@ def test_bad_options_are_rejected():
         find_stars(image, threshold=0)
     with pytest.raises(ValueError, match=r"mask of shape \(3, 3\)"):
         find_stars(image, mask=np.zeros((3, 3), bool))
+
+
+def test_max_stars_keeps_the_brightest_real_stars_among_many_hot_pixels():
+    from scipy.spatial import cKDTree
+
+    from skystack.sim import SessionConfig, light_star_positions, make_session, render_light
+
+    config = SessionConfig(width=512, height=384, n_lights=1, star_count=300, extended="none",
+                           hot_pixel_fraction=0.01)  # fmt: skip
+    session = make_session(config, seed=4)
+    image = render_light(session, 0).astype(np.float32) / 65535.0
+    everything = find_stars(image)
+    capped = find_stars(image, max_stars=20)
+    assert len(capped) == 20
+    np.testing.assert_allclose(capped.xy, everything.xy[:20])
+    distance, _ = cKDTree(light_star_positions(session, 0)).query(capped.xy)
+    # real stars (one may be blended with a neighbour or a hot pixel), no lone hot pixels
+    assert (distance < 2.0).all() and np.median(distance) < 0.1

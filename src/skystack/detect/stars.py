@@ -568,15 +568,15 @@ def _measure(
     a, b = a[keep], b[keep]
     if objects.size == 0:
         return StarTable.empty()
-    if limit is not None and objects.size > limit + limit // 2:
-        brightest = np.argsort(-np.asarray(objects["flux"], dtype=np.float64), kind="stable")
-        chosen = np.sort(brightest[: limit + limit // 2])
-        objects, a, b = objects[chosen], a[chosen], b[chosen]
     single = _single_pixel_spikes(sub, objects)
     if single.any():
         objects, a, b = objects[~single], a[~single], b[~single]
         if objects.size == 0:
             return StarTable.empty()
+    if limit is not None and objects.size > limit + limit // 2:
+        brightest = np.argsort(-np.asarray(objects["flux"], dtype=np.float64), kind="stable")
+        chosen = np.sort(brightest[: limit + limit // 2])
+        objects, a, b = objects[chosen], a[chosen], b[chosen]
     x_iso = np.asarray(objects["x"], dtype=np.float64)
     y_iso = np.asarray(objects["y"], dtype=np.float64)
     # Isophotal moments shrink for faint stars (the isophote cuts the wings), so start the fit a
