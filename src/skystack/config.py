@@ -18,6 +18,7 @@ __all__ = [
     "MasterSources",
     "CalibrationConfig",
     "RegistrationConfig",
+    "StackConfig",
 ]
 
 DebayerChoice: TypeAlias = Literal["none", "bilinear", "vng", "ea", "superpixel"]
@@ -160,3 +161,51 @@ class RegistrationConfig:
     cfa: CfaPattern | None = None
     seed: int = 0
     jobs: int | None = None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """How registered frames are combined.
+
+    Attributes
+    ----------
+    combine : {"mean", "median", "sum", "max", "min"}
+        Combination of the values kept at each pixel (``mean`` is weighted by ``weights``).
+    reject : {"none", "percentile", "sigma", "mad", "winsorized", "linear-fit", "minmax", "gesd"}
+        Per-pixel outlier rejection along the frame axis.
+    low, high : float
+        Rejection thresholds (sigmas; fractions for percentile; counts for minmax).
+    normalize : {"none", "additive", "multiplicative", "additive-scale", "multiplicative-scale"}
+        Matching of each frame's background level (and spread) to the reference frame's.
+    weights : {"none", "exposure", "noise", "stars", "fwhm"}
+        Frame weights of the mean.
+    trail_mask : bool
+        Find satellite and plane trails in each frame and leave their pixels out.
+    drizzle : float
+        Output scale (1 = no drizzle; 2 or 3 drizzle onto a finer grid).
+    pixfrac : float
+        Drizzle drop size as a fraction of the input pixel.
+    memory_bytes : int or None
+        Memory budget of the combine (default: a safe share of the free RAM).
+    keep_cache : bool
+        Keep the calibrated and registered frames after stacking.
+    maps : bool
+        Also write the coverage (frames combined) and low/high rejection maps.
+    """
+
+    combine: Literal["mean", "median", "sum", "max", "min"] = "mean"
+    reject: Literal[
+        "none", "percentile", "sigma", "mad", "winsorized", "linear-fit", "minmax", "gesd"
+    ] = "winsorized"
+    low: float = 3.0
+    high: float = 3.0
+    normalize: Literal[
+        "none", "additive", "multiplicative", "additive-scale", "multiplicative-scale"
+    ] = "additive-scale"
+    weights: Literal["none", "exposure", "noise", "stars", "fwhm"] = "noise"
+    trail_mask: bool = True
+    drizzle: float = 1.0
+    pixfrac: float = 1.0
+    memory_bytes: int | None = None
+    keep_cache: bool = False
+    maps: bool = False

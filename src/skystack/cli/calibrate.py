@@ -25,6 +25,48 @@ class CfaOption(StrEnum):
     GBRG = "GBRG"
 
 
+# Options shared with ``skystack stack``.
+BIAS_OPTION = typer.Option(None, "--bias", help="Folder of bias (offset) frames.")
+DARKS_OPTION = typer.Option(None, "--darks", help="Folder of dark frames.")
+FLATS_OPTION = typer.Option(None, "--flats", help="Folder of flat frames.")
+DARK_FLATS_OPTION = typer.Option(None, "--dark-flats", help="Folder of dark-flat frames.")
+MASTER_BIAS_OPTION = typer.Option(None, "--master-bias", help="A ready master bias.")
+MASTER_DARK_OPTION = typer.Option(None, "--master-dark", help="A ready master dark.")
+MASTER_FLAT_OPTION = typer.Option(None, "--master-flat", help="A ready master flat.")
+MASTER_DARK_FLAT_OPTION = typer.Option(None, "--master-dark-flat", help="A ready master dark-flat.")
+MASTERS_DIR_OPTION = typer.Option(
+    None,
+    "--masters",
+    help="A library folder of masters, picked by size, exposure, ISO/gain and temperature.",
+)
+DARK_OPTIMIZE_OPTION = typer.Option(
+    False, "--dark-optimize", help="Fit the dark's scale to each light (uncooled cameras)."
+)
+COSMETIC_OPTION = typer.Option(
+    True, "--cosmetic/--no-cosmetic", help="Replace hot/cold pixels found in the masters."
+)
+COSMETIC_SIGMA_OPTION = typer.Option(5.0, "--cosmetic-sigma", help="Hot/cold threshold (σ).")
+LIGHT_OUTLIERS_OPTION = typer.Option(
+    False, "--light-outliers", help="Also replace single-pixel outliers found in each light."
+)
+BAD_PIXEL_MAP_OPTION = typer.Option(
+    None, "--bad-pixel-map", help="Image (non-zero = bad) or text file of 'x y' lines."
+)
+COSMIC_RAYS_OPTION = typer.Option(
+    False, "--cosmic-rays", help="Remove cosmic rays (mono data, L.A.Cosmic)."
+)
+CFA_OPTION = typer.Option(None, "--cfa", help="Bayer pattern, overriding the files.")
+DEBAYER_OPTION = typer.Option(
+    DebayerOption.none, "--debayer", help="Demosaic the calibrated frames."
+)
+WHITE_BALANCE_OPTION = typer.Option(
+    "none", "--white-balance", help="none, camera (raw files) or multipliers R,G,B."
+)
+NEUTRALIZE_OPTION = typer.Option(
+    False, "--neutralize", help="Neutralise the background colour after debayering."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``calibrate`` command to ``app``."""
     app.command("calibrate")(calibrate_command)
@@ -108,47 +150,25 @@ def calibration_config(
 def calibrate_command(
     lights: list[Path] = typer.Argument(..., help="Light frames: files, folders or globs."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
-    bias: Path = typer.Option(None, "--bias", help="Folder of bias (offset) frames."),
-    darks: Path = typer.Option(None, "--darks", help="Folder of dark frames."),
-    flats: Path = typer.Option(None, "--flats", help="Folder of flat frames."),
-    dark_flats: Path = typer.Option(None, "--dark-flats", help="Folder of dark-flat frames."),
-    master_bias: Path = typer.Option(None, "--master-bias", help="A ready master bias."),
-    master_dark: Path = typer.Option(None, "--master-dark", help="A ready master dark."),
-    master_flat: Path = typer.Option(None, "--master-flat", help="A ready master flat."),
-    master_dark_flat: Path = typer.Option(
-        None, "--master-dark-flat", help="A ready master dark-flat."
-    ),
-    masters_dir: Path = typer.Option(
-        None,
-        "--masters",
-        help="A library folder of masters, picked by size, exposure, ISO/gain and temperature.",
-    ),
-    dark_optimize: bool = typer.Option(
-        False, "--dark-optimize", help="Fit the dark's scale to each light (uncooled cameras)."
-    ),
-    cosmetic: bool = typer.Option(
-        True, "--cosmetic/--no-cosmetic", help="Replace hot/cold pixels found in the masters."
-    ),
-    cosmetic_sigma: float = typer.Option(5.0, "--cosmetic-sigma", help="Hot/cold threshold (σ)."),
-    light_outliers: bool = typer.Option(
-        False, "--light-outliers", help="Also replace single-pixel outliers found in each light."
-    ),
-    bad_pixel_map: Path = typer.Option(
-        None, "--bad-pixel-map", help="Image (non-zero = bad) or text file of 'x y' lines."
-    ),
-    cosmic_rays: bool = typer.Option(
-        False, "--cosmic-rays", help="Remove cosmic rays (mono data, L.A.Cosmic)."
-    ),
-    cfa: CfaOption = typer.Option(None, "--cfa", help="Bayer pattern, overriding the files."),
-    debayer: DebayerOption = typer.Option(
-        DebayerOption.none, "--debayer", help="Demosaic the calibrated frames."
-    ),
-    white_balance: str = typer.Option(
-        "none", "--white-balance", help="none, camera (raw files) or multipliers R,G,B."
-    ),
-    neutralize: bool = typer.Option(
-        False, "--neutralize", help="Neutralise the background colour after debayering."
-    ),
+    bias: Path = BIAS_OPTION,
+    darks: Path = DARKS_OPTION,
+    flats: Path = FLATS_OPTION,
+    dark_flats: Path = DARK_FLATS_OPTION,
+    master_bias: Path = MASTER_BIAS_OPTION,
+    master_dark: Path = MASTER_DARK_OPTION,
+    master_flat: Path = MASTER_FLAT_OPTION,
+    master_dark_flat: Path = MASTER_DARK_FLAT_OPTION,
+    masters_dir: Path = MASTERS_DIR_OPTION,
+    dark_optimize: bool = DARK_OPTIMIZE_OPTION,
+    cosmetic: bool = COSMETIC_OPTION,
+    cosmetic_sigma: float = COSMETIC_SIGMA_OPTION,
+    light_outliers: bool = LIGHT_OUTLIERS_OPTION,
+    bad_pixel_map: Path = BAD_PIXEL_MAP_OPTION,
+    cosmic_rays: bool = COSMIC_RAYS_OPTION,
+    cfa: CfaOption = CFA_OPTION,
+    debayer: DebayerOption = DEBAYER_OPTION,
+    white_balance: str = WHITE_BALANCE_OPTION,
+    neutralize: bool = NEUTRALIZE_OPTION,
     memory: float = typer.Option(None, "--memory", help="Memory budget in GB for masters."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT_DIR."),
 ) -> int:

@@ -17,6 +17,7 @@ import typer
 from skystack import __version__
 from skystack.cli import calibrate, convert, demo, info
 from skystack.cli import register as register_cli
+from skystack.cli import stack as stack_cli
 
 __all__ = ["app", "main", "run"]
 
@@ -58,6 +59,7 @@ def _root(
 info.register(app)
 calibrate.register(app)
 register_cli.register(app)
+stack_cli.register(app)
 convert.register(app)
 demo.register(app)
 

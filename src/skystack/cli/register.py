@@ -31,6 +31,31 @@ class InterpolationOption(StrEnum):
     bilinear = "bilinear"
 
 
+# Options shared with ``skystack stack``.
+METHOD_OPTION = typer.Option(
+    RegisterOption.stars,
+    "--register",
+    help="stars (asterism matching, with phase/ORB fallbacks for the Moon and landscapes), "
+    "phase, orb, or none.",
+)
+TRANSFORM_OPTION = typer.Option(
+    TransformOption.similarity, "--transform", help="Model fitted to the matched stars."
+)
+REFERENCE_OPTION = typer.Option(
+    None, "--reference", help="Reference frame (default: the best quality score)."
+)
+SELECT_OPTION = typer.Option("100", "--select", help="Keep the best PERCENT of frames (80 or 80%).")
+MAX_FWHM_OPTION = typer.Option(None, "--max-fwhm", help="Reject frames with a larger FWHM (px).")
+THRESHOLD_OPTION = typer.Option(5.0, "--threshold", help="Star detection threshold (σ).")
+INTERPOLATION_OPTION = typer.Option(
+    InterpolationOption.lanczos, "--interpolation", help="Resampling of the warped frames."
+)
+CLAMP_OPTION = typer.Option(True, "--clamp/--no-clamp", help="Lanczos ringing guard around stars.")
+JOBS_OPTION = typer.Option(
+    None, "--jobs", help="Frames processed at once (default: one per CPU for large sets)."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``register`` command to ``app``."""
     app.command("register")(register_command)
@@ -83,38 +108,19 @@ def registration_config(
 def register_command(
     frames: list[Path] = typer.Argument(..., help="Frames: files, folders or globs."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
-    method: RegisterOption = typer.Option(
-        RegisterOption.stars,
-        "--register",
-        help="stars (asterism matching, with phase/ORB fallbacks for the Moon and landscapes), "
-        "phase, orb, or none.",
-    ),
-    transform: TransformOption = typer.Option(
-        TransformOption.similarity, "--transform", help="Model fitted to the matched stars."
-    ),
-    reference: Path = typer.Option(
-        None, "--reference", help="Reference frame (default: the best quality score)."
-    ),
-    select: str = typer.Option(
-        "100", "--select", help="Keep the best PERCENT of frames (80 or 80%)."
-    ),
-    max_fwhm: float = typer.Option(
-        None, "--max-fwhm", help="Reject frames with a larger FWHM (px)."
-    ),
-    threshold: float = typer.Option(5.0, "--threshold", help="Star detection threshold (σ)."),
-    interpolation: InterpolationOption = typer.Option(
-        InterpolationOption.lanczos, "--interpolation", help="Resampling of the warped frames."
-    ),
-    clamp: bool = typer.Option(
-        True, "--clamp/--no-clamp", help="Lanczos ringing guard around stars."
-    ),
+    method: RegisterOption = METHOD_OPTION,
+    transform: TransformOption = TRANSFORM_OPTION,
+    reference: Path = REFERENCE_OPTION,
+    select: str = SELECT_OPTION,
+    max_fwhm: float = MAX_FWHM_OPTION,
+    threshold: float = THRESHOLD_OPTION,
+    interpolation: InterpolationOption = INTERPOLATION_OPTION,
+    clamp: bool = CLAMP_OPTION,
     debayer: DebayerOption = typer.Option(
         DebayerOption.bilinear, "--debayer", help="Demosaicing of Bayer (CFA) frames."
     ),
     cfa: CfaOption = typer.Option(None, "--cfa", help="Bayer pattern, overriding the files."),
-    jobs: int = typer.Option(
-        None, "--jobs", help="Frames processed at once (default: one per CPU for large sets)."
-    ),
+    jobs: int = JOBS_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT_DIR."),
 ) -> int:
     """Align frames to a reference frame.

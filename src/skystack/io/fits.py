@@ -25,7 +25,7 @@ from skystack.frame import Frame, FrameMeta, HeaderCard
 from skystack.io._common import one_line
 from skystack.io._scale import stored_samples
 
-__all__ = ["read_fits", "write_fits", "meta_fields_from_cards", "cards_from_meta"]
+__all__ = ["read_fits", "read_fits_rows", "write_fits", "meta_fields_from_cards", "cards_from_meta"]
 
 # Cards that describe the data layout: astropy writes them itself, so they are not kept.
 _STRUCTURAL = re.compile(
@@ -357,6 +357,38 @@ def read_fits(path: Path) -> Frame:
         **fields,
     )
     return Frame(data, meta)
+
+
+def read_fits_rows(path: Path, start: int, stop: int) -> Image:
+    """Read rows ``start:stop`` of a FITS image without reading the rest of the file.
+
+    For the strip-by-strip stacking of large sets: only the requested rows are read from disk
+    (astropy's ``section``), scaled like :func:`read_fits`. Uncompressed files only.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(stop - start, W)`` or ``(stop - start, W, 3)``.
+    """
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        try:
+            hdul = fits.open(path, memmap=False, do_not_scale_image_data=True, lazy_load_hdus=True)
+        except OSError as err:
+            raise FormatError(f"{path}: not a readable FITS file ({one_line(err)})") from err
+        with hdul:
+            hdu = _image_hdu(hdul, path)
+            shape = _check_dimensions(hdu.header, path)
+            try:
+                raw = hdu.section[:, start:stop, :] if len(shape) == 3 else hdu.section[start:stop]
+            except (TypeError, ValueError, OSError, IndexError) as err:
+                raise FormatError(f"{path}: FITS rows {start}:{stop} unreadable ({err})") from err
+            data = _to_float(np.asarray(raw), hdu.header, [])
+    if data.ndim == 3:
+        return np.ascontiguousarray(np.moveaxis(data, 0, -1)) if shape[0] == 3 else data[0]
+    return data
 
 
 def write_fits(

@@ -44,6 +44,7 @@ from skystack.pipeline.calibration import output_names
 from skystack.register.match import match_stars
 from skystack.register.transform import Match, Transform
 from skystack.register.warp import Warped, warp_image
+from skystack.stack.normalize import FrameStats, frame_stats
 
 __all__ = [
     "FrameAnalysis",
@@ -86,6 +87,9 @@ class FrameAnalysis:
     stars: StarTable
     quality: FrameQuality
     exposure: float | None
+    stats: FrameStats | None = None
+    """Background location and scale per channel, for normalisation (before warping, which
+    smooths the noise differently in every frame)."""
 
 
 @dataclass
@@ -98,6 +102,7 @@ class FrameRow:
     quality: FrameQuality | None = None
     score: float | None = None
     match: Match | None = None
+    stats: FrameStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: path, accepted, reason, quality figures, transform and match figures."""
@@ -139,7 +144,12 @@ def analyse_frame(
     )
     quality = measure_quality(lum, stars=stars)
     return FrameAnalysis(
-        path=path, shape=image.shape, stars=stars, quality=quality, exposure=exposure
+        path=path,
+        shape=image.shape,
+        stars=stars,
+        quality=quality,
+        exposure=exposure,
+        stats=frame_stats(image),
     )
 
 
@@ -208,6 +218,7 @@ def plan_registration(
         else:
             shape = shape or analysis.shape
             row.quality = analysis.quality
+            row.stats = analysis.stats
         analyses.append(analysis)
         if progress is not None:
             progress(index + 1, len(rows), "measure")
