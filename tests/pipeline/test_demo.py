@@ -9,6 +9,7 @@ from scipy import ndimage
 
 import skystack
 from skystack.cli.main import main
+from skystack.detect import estimate_noise
 
 
 def test_demo_writes_fits_and_png_of_a_star_field(tmp_path, capsys):
@@ -41,10 +42,15 @@ def test_demo_writes_fits_and_png_of_a_star_field(tmp_path, capsys):
     truth = folder / "session" / "truth" / "truth.json"
     assert truth.exists()
 
-    # Every calibrated light is registered, matching the simulator's true transforms.
-    report = json.loads((folder / "registered" / "registration.json").read_text())
+    # Every calibrated light is registered and stacked; the stack is much less noisy.
+    report = json.loads((folder / "demo_stack.json").read_text())
     assert all(row["accepted"] for row in report["frames"])
-    assert len(list((folder / "registered").glob("light_*.fits"))) == 12
+    stack = skystack.read(folder / "demo_stack.fits").data
+    assert stack.shape == (768, 1024, 3)
+    single_noise = estimate_noise(fits_frame.data[100:-100, 100:-100, 1])
+    stack_noise = estimate_noise(stack[100:-100, 100:-100, 1])
+    assert stack_noise < single_noise / 2.5  # sqrt(12) = 3.5 for a perfect mean
+    assert (folder / "demo_stack.png").exists()
 
     # Outputs are not replaced silently.
     capsys.readouterr()

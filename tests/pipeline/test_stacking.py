@@ -175,3 +175,41 @@ def test_calibrated_colour_stack(tmp_path):
     centre = np.nanmedian(green[150:210, 210:270])
     corner = np.nanmedian(green[20:80, 20:80])
     assert corner == pytest.approx(centre, rel=0.01)
+
+
+def _trail_line_in(truth, trail, reference: int) -> tuple[np.ndarray, np.ndarray]:
+    """The trail's endpoints in the stack's reference grid."""
+    to_reference = np.linalg.inv(truth.transforms[reference])
+    ends = np.array([[*trail.start_ref, 1.0], [*trail.end_ref, 1.0]]) @ to_reference.T
+    return ends[0, :2] / ends[0, 2], ends[1, :2] / ends[1, 2]
+
+
+def _along(image: np.ndarray, start: np.ndarray, end: np.ndarray, half_width: float) -> np.ndarray:
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    direction = (end - start) / np.linalg.norm(end - start)
+    normal = np.array([-direction[1], direction[0]])
+    distance = (xx - start[0]) * normal[0] + (yy - start[1]) * normal[1]
+    return np.abs(distance) <= half_width
+
+
+@pytest.mark.parametrize(("n_lights", "trail_light"), [(16, 5), (4, 2)])
+def test_a_satellite_trail_leaves_no_residual(tmp_path, n_lights, trail_light):
+    truth = _session(tmp_path / "session", n_lights=n_lights, trail_lights=(trail_light,))
+    lights = list(truth.lights)
+    settings = dict(calibration=None, registration=RegistrationConfig(reference=lights[0]))
+    run = stack_files(lights, tmp_path / "trail.fits", stack=StackConfig(), **settings)
+    clean = stack_files([p for i, p in enumerate(lights) if i != trail_light],
+                        tmp_path / "clean.fits", stack=StackConfig(), **settings)  # fmt: skip
+    plain = stack_files(lights, tmp_path / "plain.fits", **settings,
+                        stack=StackConfig(reject="none", trail_mask=False))  # fmt: skip
+    trail = truth.trails[0]
+    start, end = _trail_line_in(truth, trail, 0)
+    path = _along(run.result.image, start, end, 1.0) & np.isfinite(clean.result.image)
+    noise = _robust_sigma(clean.result.image - np.nanmedian(clean.result.image))
+    excess = float(np.nanmean(run.result.image[path] - clean.result.image[path]))
+    plain_excess = float(np.nanmean(plain.result.image[path] - clean.result.image[path]))
+    assert excess < 1.0 * noise
+    assert abs(excess) < 0.05 * plain_excess
+    report = json.loads(run.sidecar.read_text())
+    assert len(report["trails"]) == 1
+    assert report["trails"][0]["path"] == str(lights[trail_light])

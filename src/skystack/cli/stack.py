@@ -91,9 +91,14 @@ def stack_command(
         RejectOption.winsorized, "--reject", help="Per-pixel outlier rejection."
     ),
     low: float = typer.Option(
-        3.0, "--low", help="Low rejection threshold (σ; fraction for percentile; count for minmax)."
+        None,
+        "--low",
+        help="Low rejection threshold: σ (3 for winsorized); a fraction of the median for "
+        "percentile; a count for minmax; the largest outlier fraction for gesd.",
     ),
-    high: float = typer.Option(3.0, "--high", help="High rejection threshold (same units)."),
+    high: float = typer.Option(
+        None, "--high", help="High rejection threshold (σ; fraction; count; gesd significance)."
+    ),
     normalize: NormalizeOption = typer.Option(
         NormalizeOption.additive_scale, "--normalize", help="Background matching before combining."
     ),
@@ -160,11 +165,14 @@ def stack_command(
     )  # fmt: skip
     if memory is not None and not memory > 0:
         raise ConfigError(f"--memory must be a positive number of GB, not {memory}")
+    from skystack.stack.rejection import REJECT_DEFAULTS
+
+    default_low, default_high = REJECT_DEFAULTS[reject.value]  # type: ignore[index]
     stack = StackConfig(
         combine=combine.value,  # type: ignore[arg-type]
         reject=reject.value,  # type: ignore[arg-type]
-        low=low,
-        high=high,
+        low=default_low if low is None else low,
+        high=default_high if high is None else high,
         normalize=normalize.value,  # type: ignore[arg-type]
         weights=weights.value,  # type: ignore[arg-type]
         trail_mask=trail_mask,

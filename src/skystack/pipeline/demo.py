@@ -2,9 +2,10 @@
 
 It simulates a night with a one-shot-colour camera (lights, darks, flats, bias with ground
 truth), builds master frames and calibrates every light (bias, dark, flat, hot pixels,
-debayering), registers the calibrated lights to the best one (checked against the simulator's
-true transforms), and writes the calibrated reference light as a 32-bit FITS and a
-display-stretched PNG. Each capability that lands (stacking, enhancement) joins these steps.
+debayering), then registers the calibrated lights to the best one (checked against the
+simulator's true transforms) and stacks them (winsorized rejection, trail masking). It writes
+one calibrated light and the stack as 32-bit FITS and display-stretched PNGs. Enhancement
+joins these steps when it lands.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from skystack._typing import ProgressCallback
-from skystack.config import CalibrationConfig, MasterSources, RegistrationConfig
+from skystack.config import CalibrationConfig, MasterSources, RegistrationConfig, StackConfig
 from skystack.detect.background import ImageStatistics, image_statistics
 from skystack.errors import OutputExistsError
+from skystack.frame import Frame, FrameMeta
 from skystack.io import read, write
 from skystack.pipeline.calibration import calibrate_files
-from skystack.pipeline.registration import register_files
+from skystack.pipeline.stacking import stack_files
 from skystack.register.transform import Transform
 
 __all__ = ["DemoResult", "run_demo", "DEMO_SESSION"]
@@ -119,16 +121,20 @@ def run_demo(
             statistics[-1].noise,
         )
 
-    registered = register_files(
-        list(run.outputs), root / "registered", RegistrationConfig(), overwrite=True,
-        progress=progress,
+    stack_path = root / "demo_stack.fits"
+    stacked = stack_files(
+        list(run.outputs), stack_path, calibration=None, registration=RegistrationConfig(),
+        stack=StackConfig(), overwrite=True, progress=progress,
     )  # fmt: skip
-    errors = _registration_errors(truth, registered)
+    errors = _registration_errors(truth, stacked)
     _log.info(
-        "registered %d of %d lights; error against the true transforms: median %.3f px, "
-        "max %.3f px",
-        len(registered.outputs), len(run.outputs), float(np.median(errors)), max(errors),
+        "stacked %d of %d lights; registration error against the true transforms: median "
+        "%.3f px, max %.3f px",
+        stacked.n_stacked, len(run.outputs), float(np.median(errors)), max(errors),
     )  # fmt: skip
+    stack_png = root / "demo_stack.png"
+    write(Frame(stacked.result.image, FrameMeta(path=stack_png)), stack_png, bit_depth=8,
+          stretch="stf", overwrite=True)  # fmt: skip
 
     reference = read(run.outputs[0])
     history = (
@@ -139,24 +145,25 @@ def run_demo(
     write(reference, png_path, bit_depth=8, stretch="stf", overwrite=True)
     return DemoResult(
         session=session_dir,
-        outputs=(fits_path, png_path, *run.masters, registered.report),
+        outputs=(fits_path, png_path, stack_path, stacked.sidecar, stack_png, *run.masters),
         light_statistics=tuple(statistics),
         registration_errors_px=tuple(errors),
     )
 
 
-def _registration_errors(truth, registered) -> list[float]:  # noqa: ANN001
+def _registration_errors(truth, stacked) -> list[float]:  # noqa: ANN001
+    """RMS px between where the recovered and the true transforms put each light's stars."""
     names = [path.stem for path in truth.lights]
-    reference = names.index(Path(registered.reference).stem)
+    reference = names.index(Path(stacked.reference).stem)
     errors = []
-    for row in registered.rows:
-        if row.match is None:
+    for row in stacked.frames:
+        if row["transform"] is None:
             continue
-        index = names.index(row.path.stem)
+        index = names.index(Path(row["path"]).stem)
         stars = truth.star_positions(index)
         true = np.linalg.inv(truth.transforms[reference]) @ truth.transforms[index]
         expected = Transform(true).apply(stars)
-        found = row.match.transform.apply(stars)
+        found = Transform.from_list(row["transform"]).apply(stars)
         errors.append(float(np.sqrt(np.mean(np.sum((found - expected) ** 2, axis=1)))))
     return errors
 
