@@ -143,6 +143,11 @@ class RegistrationConfig:
     jobs : int or None
         Frames processed at once in worker processes; None picks the number of CPUs for large
         sets (about 100 MB of input or more) and 1 (in-process) otherwise.
+    drizzle : float
+        1 resamples each frame onto the reference grid (``interpolation``); 1.5, 2 or 3 drizzle
+        it onto that grid scaled by this factor (Bayer frames straight from the mosaic).
+    pixfrac : float
+        Drizzle drop size as a fraction of the input pixel.
     """
 
     method: Literal["stars", "phase", "orb", "none"] = "stars"
@@ -161,6 +166,8 @@ class RegistrationConfig:
     cfa: CfaPattern | None = None
     seed: int = 0
     jobs: int | None = None
+    drizzle: float = 1.0
+    pixfrac: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -181,10 +188,6 @@ class StackConfig:
         Frame weights of the mean.
     trail_mask : bool
         Find satellite and plane trails in each frame and leave their pixels out.
-    drizzle : float
-        Output scale (1 = no drizzle; 2 or 3 drizzle onto a finer grid).
-    pixfrac : float
-        Drizzle drop size as a fraction of the input pixel.
     memory_bytes : int or None
         Memory budget of the combine (default: a safe share of the free RAM).
     keep_cache : bool
@@ -204,8 +207,6 @@ class StackConfig:
     ] = "additive-scale"
     weights: Literal["none", "exposure", "noise", "stars", "fwhm"] = "noise"
     trail_mask: bool = True
-    drizzle: float = 1.0
-    pixfrac: float = 1.0
     memory_bytes: int | None = None
     keep_cache: bool = False
     maps: bool = False

@@ -213,3 +213,22 @@ def test_a_satellite_trail_leaves_no_residual(tmp_path, n_lights, trail_light):
     report = json.loads(run.sidecar.read_text())
     assert len(report["trails"]) == 1
     assert report["trails"][0]["path"] == str(lights[trail_light])
+
+
+def test_drizzle_x2_from_bayer_frames(tmp_path):
+    # a red or blue drop covers a quarter of the fine grid per frame: 16 dithered frames fill
+    # all but (3/4)^16 = 1% of it
+    truth = _session(tmp_path / "session", n_lights=16, bayer="GRBG", star_count=120,
+                     width=240, height=180, shift_px=5.0)  # fmt: skip
+    registration = RegistrationConfig(drizzle=2.0, pixfrac=1.0)
+    run = stack_files(list(truth.lights), tmp_path / "drizzle.fits", calibration=None,
+                      registration=registration, stack=StackConfig(maps=True))  # fmt: skip
+    assert run.result.image.shape == (360, 480, 3)
+    covered = run.result.count[20:-20, 20:-20] >= 1
+    assert covered.mean() > 0.97  # the dithered drops fill the fine grid
+    report = json.loads(run.sidecar.read_text())
+    # transforms stay in the input frames' own pixel grid
+    assert all(abs(row["transform"][0][2]) < 20 for row in report["frames"])
+    stars = find_stars(np.nan_to_num(run.result.image[..., 1]))
+    assert len(stars) > 40
+    assert 2 * 2.0 < float(np.nanmedian(stars.fwhm)) < 2 * 4.5  # star widths doubled in px

@@ -122,6 +122,12 @@ def stack_command(
         help="Demosaicing of Bayer frames (auto = bilinear; none keeps the mosaic).",
     ),
     jobs: int = reg.JOBS_OPTION,
+    drizzle: float = typer.Option(
+        1.0, "--drizzle", help="Drizzle onto a grid this many times finer (1.5, 2, 3; 1 = off)."
+    ),
+    pixfrac: float = typer.Option(
+        1.0, "--pixfrac", help="Drizzle drop size as a fraction of the input pixel."
+    ),
     memory: float = typer.Option(None, "--memory", help="Memory budget in GB."),
     keep_cache: bool = typer.Option(
         False, "--keep-cache", help="Keep the calibrated and registered frames."
@@ -139,6 +145,8 @@ def stack_command(
     default), background normalisation and noise weights, a strip of rows at a time so memory
     stays bounded. Writes OUT (32-bit float for FITS) and OUT.json listing every frame.
     """
+    import dataclasses
+
     from skystack.cli._console import progress_reporter
     from skystack.config import StackConfig
     from skystack.errors import ConfigError
@@ -163,6 +171,11 @@ def stack_command(
         max_fwhm=max_fwhm, threshold=threshold, interpolation=interpolation, clamp=clamp,
         debayer=registration_debayer, cfa=cfa, jobs=jobs,
     )  # fmt: skip
+    if not 1.0 <= drizzle <= 4.0:
+        raise ConfigError(f"--drizzle must be between 1 and 4, not {drizzle}")
+    if not 0.0 < pixfrac <= 1.0:
+        raise ConfigError(f"--pixfrac must be in (0, 1], not {pixfrac}")
+    registration = dataclasses.replace(registration, drizzle=drizzle, pixfrac=pixfrac)
     if memory is not None and not memory > 0:
         raise ConfigError(f"--memory must be a positive number of GB, not {memory}")
     from skystack.stack.rejection import REJECT_DEFAULTS

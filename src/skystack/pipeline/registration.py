@@ -384,14 +384,49 @@ def _align_and_warp(job: _AlignJob) -> tuple[Frame, Match, Warped]:
             image, job.analysis, job.reference, reference_image, config,
             star_field=job.star_field, rng=np.random.default_rng([config.seed, job.index]),
         )  # fmt: skip
-    warped = warp_image(
-        image,
-        match.transform,
-        shape=job.reference.shape[:2],
-        interpolation=config.interpolation,
-        clamp=config.clamp,
-    )
+    if config.drizzle != 1.0:
+        warped = _drizzle_frame(frame, image, match.transform, job.reference.shape[:2], config)
+    else:
+        warped = warp_image(
+            image,
+            match.transform,
+            shape=job.reference.shape[:2],
+            interpolation=config.interpolation,
+            clamp=config.clamp,
+        )
     return frame, match, warped
+
+
+def _drizzle_frame(
+    frame: Frame,
+    image: Image,
+    transform: Transform,
+    reference_shape: tuple[int, ...],
+    config: RegistrationConfig,
+) -> Warped:
+    """One frame drizzled onto the reference grid scaled by ``config.drizzle``.
+
+    Bayer frames are drizzled straight from the mosaic (each sensor pixel into its own colour),
+    without debayering; pixels no drop reached are NaN, filled by the other frames' drops.
+    """
+    from skystack.stack.accumulate import DrizzleAccumulator
+
+    cfa = config.cfa or frame.meta.cfa
+    mosaic = frame.data.ndim == 2 and cfa is not None
+    channels = 3 if mosaic or image.ndim == 3 else 1
+    accumulator = DrizzleAccumulator(
+        (int(reference_shape[0]), int(reference_shape[1])),
+        scale=config.drizzle,
+        pixfrac=config.pixfrac,
+        channels=channels,
+    )
+    if mosaic:
+        accumulator.add_cfa(frame.data, transform, pattern=cfa)
+    else:
+        accumulator.add(image, transform)
+    result = accumulator.result()
+    weight = result.weight if result.weight.ndim == 2 else result.weight.min(axis=-1)
+    return Warped(image=result.image, footprint=weight > 0)
 
 
 def _jobs(

@@ -146,7 +146,12 @@ def stack_files(
 
     trails = []
     if stack.trail_mask:
-        noise = _warped_noise(frame_paths) * np.array([n.gain for n in norms])
+        noise = _warped_noise(frame_paths)
+        # Frames with holes (single drizzled frames) have no usable pixel-to-pixel noise;
+        # their unresampled noise stands in.
+        measured = np.array([row.quality.noise for row in accepted], dtype=np.float64)  # type: ignore[union-attr]
+        noise = np.where(np.isfinite(noise) & (noise > 0), noise, measured[:, None])
+        noise = noise * np.array([n.gain for n in norms])
         noise = noise[:, 0] if noise.shape[1] == 1 else noise
         trails = find_satellite_trails(
             read_rows, len(frame_paths), shape, noise=noise, normalizations=norms,
