@@ -232,3 +232,42 @@ def test_drizzle_x2_from_bayer_frames(tmp_path):
     stars = find_stars(np.nan_to_num(run.result.image[..., 1]))
     assert len(stars) > 40
     assert 2 * 2.0 < float(np.nanmedian(stars.fwhm)) < 2 * 4.5  # star widths doubled in px
+
+
+def test_an_interrupted_stack_resumes_without_redoing_finished_steps(tmp_path, monkeypatch):
+    from skystack.pipeline import stacking
+
+    truth = _session(tmp_path / "session", n_lights=4, n_bias=2, n_darks=2, n_flats=2)
+    calibration = CalibrationConfig(
+        masters=MasterSources(bias=truth.bias, darks=truth.darks, flats=truth.flats)
+    )
+    settings = dict(calibration=calibration, registration=RegistrationConfig(),
+                    stack=StackConfig())  # fmt: skip
+    whole = stack_files(list(truth.lights), tmp_path / "whole.fits", **settings)
+
+    real_stack_strips = stacking.stack_strips
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stacking, "stack_strips", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stack_files(list(truth.lights), tmp_path / "again.fits", **settings)
+    assert not (tmp_path / "again.fits").exists()
+    monkeypatch.setattr(stacking, "stack_strips", real_stack_strips)
+    calls = {"calibrate": 0, "register": 0}
+    real_calibrate, real_register = stacking.calibrate_files, stacking.register_files
+
+    def counting(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(stacking, "calibrate_files", counting("calibrate", real_calibrate))
+    monkeypatch.setattr(stacking, "register_files", counting("register", real_register))
+    again = stack_files(list(truth.lights), tmp_path / "again.fits", **settings)
+    assert calls == {"calibrate": 0, "register": 0}
+    np.testing.assert_array_equal(again.result.image, whole.result.image)
+    assert not (tmp_path / ".again.skystack-cache").exists()

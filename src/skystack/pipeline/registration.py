@@ -57,6 +57,7 @@ __all__ = [
     "align_frame",
     "registered_frames",
     "register_files",
+    "load_registration",
 ]
 
 _log = logging.getLogger(__name__)
@@ -123,7 +124,49 @@ class FrameRow:
             "matched_stars": match.n_inliers if match is not None else None,
             "rms_px": _finite_or_none(match.rms_px) if match is not None else None,
             "mirrored": match.mirrored if match is not None else None,
+            "stats": self.stats.to_dict() if self.stats is not None else None,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrameRow:
+        """Rebuild a row from :meth:`to_dict` output (a finished run's ``registration.json``)."""
+
+        def number(key: str) -> float:
+            value = data.get(key)
+            return float("nan") if value is None else float(value)
+
+        quality = None
+        if data.get("stars") is not None:
+            quality = FrameQuality(
+                n_stars=int(data["stars"]),
+                fwhm=number("fwhm"),
+                eccentricity=number("eccentricity"),
+                background=number("background"),
+                noise=number("noise"),
+            )
+        match = None
+        if data.get("transform") is not None:
+            match = Match(
+                transform=Transform.from_list(data["transform"]),
+                n_inliers=int(data.get("matched_stars") or 0),
+                rms_px=number("rms_px"),
+                method=data.get("method") or "stars",
+            )
+        stats = None
+        if data.get("stats") is not None:
+            stats = FrameStats(
+                location=np.asarray(data["stats"]["location"], dtype=np.float64),
+                scale=np.asarray(data["stats"]["scale"], dtype=np.float64),
+            )
+        return cls(
+            path=Path(data["path"]),
+            accepted=bool(data["accepted"]),
+            reason=data.get("reason"),
+            quality=quality,
+            score=data.get("score"),
+            match=match,
+            stats=stats,
+        )
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -626,6 +669,36 @@ def register_files(
         outputs=outputs,
         rows=plan.rows,
         report=out_dir / "registration.json",
+    )
+
+
+def load_registration(
+    out_dir: Path, paths: Sequence[Path], config: RegistrationConfig
+) -> RegistrationRun | None:
+    """A finished :func:`register_files` run in ``out_dir`` made from ``paths`` with ``config``,
+    or None if there is none (or it was made differently, or an output is missing)."""
+    report_path = Path(out_dir) / "registration.json"
+    if not report_path.is_file():
+        return None
+    try:
+        report = json.loads(report_path.read_text())
+        if report.get("settings") != _settings(config):
+            return None
+        rows = tuple(FrameRow.from_dict(row) for row in report["frames"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if [row.path for row in rows] != [Path(p) for p in paths]:
+        return None
+    names = output_names([row.path for row in rows])
+    outputs = tuple(Path(out_dir) / n for n, r in zip(names, rows, strict=True) if r.accepted)
+    if not all(path.is_file() for path in outputs):
+        return None
+    return RegistrationRun(
+        out_dir=Path(out_dir),
+        reference=Path(report["reference"]),
+        outputs=outputs,
+        rows=rows,
+        report=report_path,
     )
 
 

@@ -30,7 +30,7 @@ from skystack.io import read, write
 from skystack.io._atomic import atomic_path
 from skystack.io.fits import read_fits_rows
 from skystack.pipeline.calibration import calibrate_files
-from skystack.pipeline.registration import FrameRow, register_files
+from skystack.pipeline.registration import FrameRow, load_registration, register_files
 from skystack.stack.cache import default_memory_budget
 from skystack.stack.combine import StackResult, find_satellite_trails, stack_strips, strip_rows
 from skystack.stack.normalize import Normalization, normalization
@@ -103,20 +103,19 @@ def stack_files(
     calibrated: dict[Path, Path] = {p: p for p in inputs}
     reasons: dict[Path, str] = {}
     if calibration is not None and not calibration.masters.empty:
-        run = calibrate_files(
-            inputs, cache / "calibrated", calibration, overwrite=True, progress=progress
+        calibrated, skipped_reasons = _calibrate(inputs, cache, calibration, progress)
+        reasons.update(skipped_reasons)
+    registered = load_registration(cache / "registered", list(calibrated.values()), registration)
+    if registered is None:
+        registered = register_files(
+            list(calibrated.values()),
+            cache / "registered",
+            registration,
+            overwrite=True,
+            progress=progress,
         )
-        produced = iter(run.outputs)
-        skipped = {path for path, _ in run.skipped}
-        reasons.update({path: reason for path, reason in run.skipped})
-        calibrated = {p: next(produced) for p in inputs if p not in skipped}
-    registered = register_files(
-        list(calibrated.values()),
-        cache / "registered",
-        registration,
-        overwrite=True,
-        progress=progress,
-    )
+    else:
+        _log.info("reusing the registered frames in %s", registered.out_dir)
     by_calibrated = {row.path: row for row in registered.rows}
     accepted = [row for row in registered.rows if row.accepted]
     if len(accepted) < 2:
@@ -209,6 +208,38 @@ def stack_files(
         result=result,
         maps=maps,
     )
+
+
+def _calibrate(
+    inputs: list[Path],
+    cache: Path,
+    calibration: CalibrationConfig,
+    progress: ProgressCallback | None,
+) -> tuple[dict[Path, Path], dict[Path, str]]:
+    """Calibrated copies of ``inputs`` in the cache, reused when a finished earlier run made
+    them from the same lights with the same settings."""
+    done = cache / "calibrated.json"
+    stamp = {"lights": [str(p) for p in inputs], "config": repr(calibration)}
+    if done.is_file():
+        record = json.loads(done.read_text())
+        outputs = {Path(k): Path(v) for k, v in record["outputs"].items()}
+        if record["stamp"] == stamp and all(p.is_file() for p in outputs.values()):
+            _log.info("reusing the calibrated frames in %s", cache / "calibrated")
+            return outputs, {Path(k): v for k, v in record["skipped"].items()}
+    run = calibrate_files(
+        inputs, cache / "calibrated", calibration, overwrite=True, progress=progress
+    )
+    produced = iter(run.outputs)
+    skipped = {path: reason for path, reason in run.skipped}
+    calibrated = {p: next(produced) for p in inputs if p not in skipped}
+    record = {
+        "stamp": stamp,
+        "outputs": {str(k): str(v) for k, v in calibrated.items()},
+        "skipped": {str(k): v for k, v in skipped.items()},
+    }
+    with atomic_path(done) as tmp:
+        Path(tmp).write_text(json.dumps(record))
+    return calibrated, skipped
 
 
 def _warped_noise(paths: list[Path]) -> np.ndarray:
