@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import typer
 
 from skystack import __version__
-from skystack.cli import calibrate, convert, demo, info
+from skystack.cli import calibrate, convert, demo, info, trails
 from skystack.cli import register as register_cli
 from skystack.cli import stack as stack_cli
 
@@ -62,6 +62,7 @@ register_cli.register(app)
 stack_cli.register(app)
 convert.register(app)
 demo.register(app)
+trails.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
