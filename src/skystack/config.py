@@ -194,6 +194,9 @@ class StackConfig:
         Keep the calibrated and registered frames after stacking.
     maps : bool
         Also write the coverage (frames combined) and low/high rejection maps.
+    scheduler : str
+        ``threads`` (this process), ``processes`` (a local Dask cluster) or the address
+        ``tcp://HOST:PORT`` of a Dask scheduler: where the strips are combined.
     """
 
     combine: Literal["mean", "median", "sum", "max", "min"] = "mean"
@@ -210,3 +213,4 @@ class StackConfig:
     memory_bytes: int | None = None
     keep_cache: bool = False
     maps: bool = False
+    scheduler: str = "threads"

@@ -67,3 +67,14 @@ def test_stack_options_and_errors(session, tmp_path, capsys):
     )
     assert code == 2
     assert "at least 2" in capsys.readouterr().err
+
+
+def test_stack_on_a_local_dask_cluster_equals_threads(session, tmp_path, capsys):
+    args = ["stack", str(session / "lights"), "--no-trail-mask"]
+    assert main([*args, "-o", str(tmp_path / "threads.fits")]) == 0
+    assert main([*args, "-o", str(tmp_path / "dask.fits"), "--scheduler", "processes"]) == 0
+    threads = skystack.read(tmp_path / "threads.fits").data
+    dask = skystack.read(tmp_path / "dask.fits").data
+    np.testing.assert_array_equal(threads, dask)
+    assert main([*args, "-o", str(tmp_path / "x.fits"), "--scheduler", "nowhere"]) == 2
+    assert "--scheduler must be threads, processes or" in capsys.readouterr().err

@@ -128,6 +128,11 @@ def stack_command(
     pixfrac: float = typer.Option(
         1.0, "--pixfrac", help="Drizzle drop size as a fraction of the input pixel."
     ),
+    scheduler: str = typer.Option(
+        "threads",
+        "--scheduler",
+        help="Where strips are combined: threads, processes or a Dask scheduler tcp://HOST:PORT.",
+    ),
     memory: float = typer.Option(None, "--memory", help="Memory budget in GB."),
     keep_cache: bool = typer.Option(
         False, "--keep-cache", help="Keep the calibrated and registered frames."
@@ -176,6 +181,10 @@ def stack_command(
     if not 0.0 < pixfrac <= 1.0:
         raise ConfigError(f"--pixfrac must be in (0, 1], not {pixfrac}")
     registration = dataclasses.replace(registration, drizzle=drizzle, pixfrac=pixfrac)
+    from skystack.stack.distributed import check_scheduler, probe_scheduler
+
+    scheduler = check_scheduler(scheduler)
+    probe_scheduler(scheduler)  # a wrong address fails now, not after registration
     if memory is not None and not memory > 0:
         raise ConfigError(f"--memory must be a positive number of GB, not {memory}")
     from skystack.stack.rejection import REJECT_DEFAULTS
@@ -192,6 +201,7 @@ def stack_command(
         memory_bytes=int(memory * (1 << 30)) if memory else None,
         keep_cache=keep_cache,
         maps=maps,
+        scheduler=scheduler,
     )
     paths = find_images(lights)
     with progress_reporter("stack") as progress:

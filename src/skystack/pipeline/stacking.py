@@ -33,6 +33,11 @@ from skystack.pipeline.calibration import calibrate_files
 from skystack.pipeline.registration import FrameRow, load_registration, register_files
 from skystack.stack.cache import default_memory_budget
 from skystack.stack.combine import StackResult, find_satellite_trails, stack_strips, strip_rows
+from skystack.stack.distributed import (
+    is_distributed,
+    local_workers,
+    stack_strips_distributed,
+)
 from skystack.stack.normalize import Normalization, normalization
 from skystack.stack.satellites import trail_mask
 
@@ -165,20 +170,25 @@ def stack_files(
             return None
         return trail_mask(shape, by_frame[i], rows=slice(start, stop))
 
-    result = stack_strips(
-        read_rows,
-        len(frame_paths),
-        shape,
-        mask_rows=mask_rows if trails else None,
+    combine_budget = budget // local_workers() if stack.scheduler == "processes" else budget
+    common = dict(
         method=stack.combine,
         reject=stack.reject,
         low=stack.low,
         high=stack.high,
         weights=weights if stack.combine == "mean" else None,
         normalizations=norms,
-        rows_per_strip=rows,
+        rows_per_strip=strip_rows(len(frame_paths), shape, memory_bytes=combine_budget),
         progress=progress,
     )
+    if is_distributed(stack.scheduler):
+        result = stack_strips_distributed(
+            frame_paths, shape, scheduler=stack.scheduler, trails=trails, **common
+        )
+    else:
+        result = stack_strips(
+            read_rows, len(frame_paths), shape, mask_rows=mask_rows if trails else None, **common
+        )
     frames = _frame_rows(
         inputs, calibrated, by_calibrated, reasons, accepted, weights, result, reference_row
     )
