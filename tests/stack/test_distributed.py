@@ -114,7 +114,7 @@ def test_cluster_result_equals_local(tmp_path, scheduler_address, channels, opti
     _assert_same(result, expected)
     # the same bits, not only the same within rounding: each strip runs the same code
     np.testing.assert_array_equal(result.image, expected.image)
-    assert result.image.dtype == np.float32 and result.count.dtype == np.int32
+    assert result.image.dtype == np.float32 and result.count.dtype == np.uint16
     # the data is really there: outliers rejected, the trail masked, NaN outside every frame
     assert expected.high.sum() > 0 and result.rejected_fraction[2] > 0
     assert np.isnan(result.image[0]).all() and np.isfinite(result.image[HEIGHT // 2, :20]).all()

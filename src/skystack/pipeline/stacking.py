@@ -11,6 +11,7 @@ own folders).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -44,6 +45,10 @@ from skystack.stack.satellites import trail_mask
 __all__ = ["StackRun", "stack_files", "sidecar_path"]
 
 _log = logging.getLogger(__name__)
+
+_DEFAULT_BUDGET = 400 << 20
+"""Default memory for strips and masters: with the frames being processed and the output
+arrays, a whole 30 x 12 MP stack stays under 1 GB."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,10 @@ def stack_files(
     inputs = [Path(p) for p in lights]
     calibrated: dict[Path, Path] = {p: p for p in inputs}
     reasons: dict[Path, str] = {}
+    budget = stack.memory_bytes or default_memory_budget(ceiling=_DEFAULT_BUDGET)
     if calibration is not None and not calibration.masters.empty:
+        if calibration.memory_bytes is None:
+            calibration = dataclasses.replace(calibration, memory_bytes=budget)
         calibrated, skipped_reasons = _calibrate(inputs, cache, calibration, progress)
         reasons.update(skipped_reasons)
     registered = load_registration(cache / "registered", list(calibrated.values()), registration)
@@ -138,7 +146,6 @@ def stack_files(
     norms = [normalization(s, ref_stats, method=stack.normalize) for s in stats]  # type: ignore[arg-type]
     weights = _noise_weights_after_gain(weights, norms, accepted, stack)
     shape = _frame_shape(frame_paths[0])
-    budget = stack.memory_bytes or default_memory_budget()
     rows = strip_rows(len(frame_paths), shape, memory_bytes=budget)
     _log.info(
         "stacking %d frames of %s in strips of %d rows (%d MB budget)",

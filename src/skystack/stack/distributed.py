@@ -308,9 +308,9 @@ def _run(
     shape = job.shape
     height, n_frames = shape[0], len(job.paths)
     image = np.empty(shape, dtype=np.float32)
-    count = np.zeros(shape, dtype=np.int32)
-    low_map = np.zeros(shape, dtype=np.int32)
-    high_map = np.zeros(shape, dtype=np.int32)
+    count = np.zeros(shape, dtype=np.uint16)
+    low_map = np.zeros(shape, dtype=np.uint16)
+    high_map = np.zeros(shape, dtype=np.uint16)
     rejected = np.zeros(n_frames, dtype=np.int64)
     valid = np.zeros(n_frames, dtype=np.int64)
     run = uuid.uuid4().hex  # task keys unique on a scheduler shared by several runs
