@@ -580,13 +580,31 @@ def _executor(workers: int) -> Iterator[Executor | None]:
     if workers <= 1:
         yield None
         return
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn: numba's thread pool is not safe to fork once it has run
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker) as pool:
         yield pool
+
+
+def _pool_context():  # noqa: ANN202 - a multiprocessing context
+    """Fork when it is safe (workers then start at once, with everything imported), else spawn.
+
+    Forking is safe while no numba parallel kernel has run in this process, or when numba runs
+    on TBB, which is fork-safe; its built-in workqueue layer is not, and then the workers are
+    spawned, which re-imports the main module: a script calling :func:`register_files` or
+    ``stack_files`` must then do so under ``if __name__ == "__main__":`` (or pass ``jobs=1``).
+    """
+    import multiprocessing
+    import sys
+
+    import numba
+
+    try:
+        layer: str | None = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        layer = None
+    fork_safe = layer in (None, "tbb") and sys.platform.startswith("linux")
+    return multiprocessing.get_context("fork" if fork_safe else "spawn")
 
 
 @dataclass(frozen=True)
