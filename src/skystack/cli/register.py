@@ -148,7 +148,7 @@ def register_command(
     print(f"reference: {run.reference}")
     print(f"wrote {len(run.outputs)} registered frames and {run.report.name} to {run.out_dir}")
     for row in run.rejected:
-        print(f"rejected {row.path}: {row.reason}")
+        print(f"rejected {row.path}: {_without_path(row.reason, row.path)}")
     return 0
 
 
@@ -175,3 +175,10 @@ def _row_line(row, is_reference: bool) -> str:  # noqa: ANN001 - FrameRow is imp
     else:
         parts.append("rejected")
     return "  ".join(parts)
+
+
+def _without_path(reason: str | None, path: Path) -> str:
+    """The reason without a leading copy of the path (the line names the file already)."""
+    text = reason or "rejected"
+    prefix = f"{path}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text

@@ -211,7 +211,7 @@ def stack_command(
         )  # fmt: skip
     for row in run.frames:
         if not row["accepted"]:
-            print(f"skipped {row['path']}: {row['reason']}")
+            print(f"skipped {row['path']}: {reg._without_path(row['reason'], Path(row['path']))}")
     print(f"reference: {run.reference}")
     print(f"stacked {run.n_stacked} of {len(run.frames)} lights into {run.output}")
     print(f"wrote {run.sidecar}")
