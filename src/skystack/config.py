@@ -84,6 +84,9 @@ class CalibrationConfig:
         Make the background neutral grey after debayering.
     memory_bytes : int or None
         Memory budget for building masters (default: a share of the free RAM).
+    jobs : int or None
+        Lights calibrated at once in worker processes; None picks the number of CPUs for
+        large sets (about 100 MB of input or more) and 1 (in-process) otherwise.
     """
 
     masters: MasterSources = field(default_factory=MasterSources)
@@ -100,6 +103,7 @@ class CalibrationConfig:
     white_balance: WhiteBalanceChoice | tuple[float, float, float] = "none"
     neutralize_background: bool = False
     memory_bytes: int | None = None
+    jobs: int | None = None
 
 
 @dataclass(frozen=True)

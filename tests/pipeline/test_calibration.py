@@ -147,3 +147,18 @@ def test_debayered_output_and_masters_are_written(simulated, tmp_path):
     assert master.data.dtype == np.float32
     history = [str(v) for k, v, _ in frame.meta.header if k == "HISTORY"]
     assert any("debayer: bilinear" in line for line in history)
+
+
+def test_worker_processes_calibrate_like_one_process(tmp_path):
+    import dataclasses
+
+    truth = write_session(tmp_path / "s", SessionConfig(width=160, height=120, n_lights=4,
+                          n_bias=2, n_darks=2, n_flats=2, bayer="RGGB"), seed=2)  # fmt: skip
+    config = CalibrationConfig(
+        masters=MasterSources(bias=truth.bias, darks=truth.darks, flats=truth.flats)
+    )
+    one = calibrate_files(list(truth.lights), tmp_path / "one", dataclasses.replace(config, jobs=1))
+    two = calibrate_files(list(truth.lights), tmp_path / "two", dataclasses.replace(config, jobs=2))
+    assert [p.name for p in one.outputs] == [p.name for p in two.outputs]
+    for a, b in zip(one.outputs, two.outputs, strict=True):
+        np.testing.assert_array_equal(skystack.read(a).data, skystack.read(b).data)

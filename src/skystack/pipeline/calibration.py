@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from skystack.errors import (
 from skystack.frame import Frame
 from skystack.io import read, write
 from skystack.pipeline._partial import finish_partial, open_partial
+from skystack.pipeline._workers import process_pool, worker_count
 from skystack.pipeline.masters import MasterSet, check_master, prepare_masters
 
 __all__ = [
@@ -236,34 +238,44 @@ def calibrate_files(
     masters = prepare_masters(
         config, first_light=first, masters_dir=partial / "masters", progress=progress
     )
-    outputs: list[Path] = []
     names = output_names(lights)
-    warned: set[str] = set()
-    for index, (path, name) in enumerate(zip(lights, names, strict=True)):
-        target = partial / name
+    done: dict[int, Path] = {}
+    todo: list[int] = []
+    for index, name in enumerate(names):
         if index < first_index:
             continue
-        if target.exists():
-            outputs.append(target)  # written by an interrupted earlier run
+        if (partial / name).exists():
+            done[index] = partial / name  # written by an interrupted earlier run
         else:
-            try:
-                frame = first if index == first_index else read(path)
-                if frame.data.shape != first.data.shape:
-                    raise GeometryError(
-                        f"{path}: size {frame.data.shape} differs from the first light's "
-                        f"{first.data.shape}"
-                    )
-                _warn_mismatches(masters, frame, warned)
-                result = calibrate_frame(frame, masters, config)
-            except SkystackError as err:
-                warnings.warn(f"skipping light: {err}", FrameSkippedWarning, stacklevel=2)
-                skipped.append((path, str(err)))
-                continue
-            history = [f"skystack calibrate: {line}" for line in result.history]
-            write(result.frame, target, history=history, overwrite=True)
-            outputs.append(target)
-        if progress is not None:
-            progress(index + 1, len(lights), "calibrate")
+            todo.append(index)
+    warned: set[str] = set()
+    shape = first.data.shape
+    args = [(lights[i], partial / names[i], shape) for i in todo]
+    with process_pool(
+        worker_count(config.jobs, [lights[i] for i in todo]),
+        initializer=_set_worker_masters,
+        initargs=(masters, config),
+    ) as pool:
+        if pool is None:
+            _set_worker_masters(masters, config)
+            results = (_calibrate_path(*a) for a in args)
+        else:
+            results = pool.map(_calibrate_path, *zip(*args, strict=True)) if args else iter(())
+        for count, (index, (error, problems, caught)) in enumerate(
+            zip(todo, results, strict=True), start=1
+        ):
+            for category, message in caught:
+                warnings.warn(message, category, stacklevel=2)
+            _warn_once(problems, warned)
+            if error is not None:
+                warnings.warn(f"skipping light: {error}", FrameSkippedWarning, stacklevel=2)
+                skipped.append((lights[index], error))
+            else:
+                done[index] = partial / names[index]
+            if progress is not None:
+                progress(first_index + count, len(lights), "calibrate")
+    _WORKER_MASTERS.clear()
+    outputs = [done[i] for i in sorted(done)]
     master_paths = tuple(sorted((partial / "masters").glob("master_*.fits")))
     if not any((partial / "masters").iterdir()):
         (partial / "masters").rmdir()
@@ -292,12 +304,48 @@ def _first_readable(lights: list[Path]) -> tuple[Frame, int, list[tuple[Path, st
     raise MissingFileError(f"none of the {len(lights)} lights could be read")
 
 
-def _warn_mismatches(masters: MasterSet, frame: Frame, warned: set[str]) -> None:
-    for master in (masters.bias, masters.dark, masters.flat):
-        if master is None:
-            continue
-        for problem in check_master(master, frame.meta, frame.meta.path):
-            key = f"{master.kind}:{problem.split(':', 1)[1].split()[0]}"
-            if key not in warned:
-                warned.add(key)
-                warnings.warn(problem, MetadataWarning, stacklevel=3)
+_WORKER_MASTERS: dict[str, Any] = {}
+"""The masters and settings of this worker process (set once per worker, not per frame)."""
+
+
+def _set_worker_masters(masters: MasterSet, config: CalibrationConfig) -> None:
+    _WORKER_MASTERS.update(masters=masters, config=config)
+
+
+def _calibrate_path(
+    path: Path, target: Path, shape: tuple[int, ...]
+) -> tuple[str | None, list[tuple[str, str]], list[tuple[type[Warning], str]]]:
+    """Calibrate one light into ``target``; returns the error, master mismatches, warnings."""
+    masters: MasterSet = _WORKER_MASTERS["masters"]
+    config: CalibrationConfig = _WORKER_MASTERS["config"]
+    problems: list[tuple[str, str]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            frame = read(path)
+            if frame.data.shape != shape:
+                raise GeometryError(
+                    f"{path}: size {frame.data.shape} differs from the first light's {shape}"
+                )
+            for master in (masters.bias, masters.dark, masters.flat):
+                if master is not None:
+                    problems.extend(
+                        (master.kind, problem)
+                        for problem in check_master(master, frame.meta, frame.meta.path)
+                    )
+            result = calibrate_frame(frame, masters, config)
+            history = [f"skystack calibrate: {line}" for line in result.history]
+            write(result.frame, target, history=history, overwrite=True)
+            error = None
+        except SkystackError as err:
+            error = str(err)
+    return error, problems, [(w.category, str(w.message)) for w in caught]
+
+
+def _warn_once(problems: list[tuple[str, str]], warned: set[str]) -> None:
+    """One warning per master and kind of mismatch (not one per light)."""
+    for kind, problem in problems:
+        key = f"{kind}:{problem.split(':', 1)[1].split()[0]}" if ":" in problem else problem
+        if key not in warned:
+            warned.add(key)
+            warnings.warn(problem, MetadataWarning, stacklevel=3)

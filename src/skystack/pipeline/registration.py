@@ -9,11 +9,9 @@ warped frames and ``registration.json`` into an output folder built as ``OUT_DIR
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
-import os
 import shutil
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +38,7 @@ from skystack.frame import Frame
 from skystack.io import read, write
 from skystack.io._atomic import atomic_path
 from skystack.pipeline._partial import finish_partial, open_partial
+from skystack.pipeline._workers import process_pool, worker_count
 from skystack.pipeline.calibration import output_names
 from skystack.register.match import match_stars
 from skystack.register.transform import Match, Transform
@@ -64,8 +63,6 @@ _log = logging.getLogger(__name__)
 
 _QUALITY_STARS = 4
 """Stars measured per frame, as a multiple of ``max_stars`` (the count reported is capped)."""
-_PARALLEL_INPUT_BYTES = 100 << 20
-"""Input size from which frames are processed by one worker process per CPU."""
 
 
 def prepare_image(frame: Frame, config: RegistrationConfig) -> Image:
@@ -559,54 +556,6 @@ def _register_and_write(
     return state, error, [(w.category, str(w.message)) for w in caught]
 
 
-def _init_worker() -> None:
-    # Each worker handles one frame at a time; the CPUs are shared by the workers instead of
-    # by numba's threads inside one warp.
-    import numba
-
-    numba.set_num_threads(1)
-
-
-def _worker_count(config: RegistrationConfig, paths: Sequence[Path]) -> int:
-    if config.jobs is not None:
-        return max(1, int(config.jobs))
-    total = sum(p.stat().st_size for p in paths if p.is_file())
-    cpus = os.cpu_count() or 1
-    return cpus if len(paths) >= 3 and total >= _PARALLEL_INPUT_BYTES else 1
-
-
-@contextlib.contextmanager
-def _executor(workers: int) -> Iterator[Executor | None]:
-    if workers <= 1:
-        yield None
-        return
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker) as pool:
-        yield pool
-
-
-def _pool_context():  # noqa: ANN202 - a multiprocessing context
-    """Fork when it is safe (workers then start at once, with everything imported), else spawn.
-
-    Forking is safe while no numba parallel kernel has run in this process, or when numba runs
-    on TBB, which is fork-safe; its built-in workqueue layer is not, and then the workers are
-    spawned, which re-imports the main module: a script calling :func:`register_files` or
-    ``stack_files`` must then do so under ``if __name__ == "__main__":`` (or pass ``jobs=1``).
-    """
-    import multiprocessing
-    import sys
-
-    import numba
-
-    try:
-        layer: str | None = numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        layer = None
-    fork_safe = layer in (None, "tbb") and sys.platform.startswith("linux")
-    return multiprocessing.get_context("fork" if fork_safe else "spawn")
-
-
 @dataclass(frozen=True)
 class RegistrationRun:
     """What :func:`register_files` wrote."""
@@ -655,7 +604,7 @@ def register_files(
     names = output_names(paths)
     rows_dir = partial / ".rows"
     rows_dir.mkdir(exist_ok=True)
-    with _executor(_worker_count(config, paths)) as executor:
+    with process_pool(worker_count(config.jobs, paths)) as executor:
         plan = plan_registration(paths, config, progress=progress, executor=executor)
         done: set[int] = set()
         for index, name in enumerate(names):

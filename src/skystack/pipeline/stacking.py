@@ -116,6 +116,8 @@ def stack_files(
     if calibration is not None and not calibration.masters.empty:
         if calibration.memory_bytes is None:
             calibration = dataclasses.replace(calibration, memory_bytes=budget)
+        if calibration.jobs is None:
+            calibration = dataclasses.replace(calibration, jobs=registration.jobs)
         calibrated, skipped_reasons = _calibrate(inputs, cache, calibration, progress)
         reasons.update(skipped_reasons)
     registered = load_registration(cache / "registered", list(calibrated.values()), registration)
