@@ -101,6 +101,7 @@ class FrameRow:
     score: float | None = None
     match: Match | None = None
     stats: FrameStats | None = None
+    exposure: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: path, accepted, reason, quality figures, transform and match figures."""
@@ -122,6 +123,7 @@ class FrameRow:
             "rms_px": _finite_or_none(match.rms_px) if match is not None else None,
             "mirrored": match.mirrored if match is not None else None,
             "stats": self.stats.to_dict() if self.stats is not None else None,
+            "exposure": self.exposure,
         }
 
     @classmethod
@@ -163,6 +165,7 @@ class FrameRow:
             score=data.get("score"),
             match=match,
             stats=stats,
+            exposure=data.get("exposure"),
         )
 
 
@@ -259,6 +262,7 @@ def plan_registration(
             shape = shape or analysis.shape
             row.quality = analysis.quality
             row.stats = analysis.stats
+            row.exposure = analysis.exposure
         analyses.append(analysis)
         if progress is not None:
             progress(index + 1, len(rows), "measure")

@@ -25,7 +25,7 @@ from skystack._typing import ProgressCallback
 from skystack.config import CalibrationConfig, RegistrationConfig, StackConfig
 from skystack.detect.background import estimate_noise
 from skystack.detect.quality import frame_weights
-from skystack.errors import OutputExistsError, RegistrationError, SkystackError
+from skystack.errors import OutputExistsError, RegistrationError
 from skystack.frame import Frame, FrameMeta
 from skystack.io import read, write
 from skystack.io._atomic import atomic_path
@@ -203,7 +203,7 @@ def stack_files(
     )
     settings = _settings(calibration, registration, stack)
     history = _history(settings, len(accepted), len(inputs))
-    meta = FrameMeta(path=output, kind="light", exposure=_reference_exposure(reference_row.path))
+    meta = FrameMeta(path=output, kind="light", exposure=reference_row.exposure)
     write(Frame(result.image, meta), output, history=history, overwrite=True)
     maps = _write_maps(output, result, overwrite=True) if stack.maps else ()
     report = {
@@ -297,7 +297,7 @@ def _weights(accepted: list[FrameRow], stack: StackConfig) -> np.ndarray:
         return np.ones(len(accepted))
     exposures = None
     if stack.weights == "exposure":
-        exposures = [_exposure(row.path) for row in accepted]
+        exposures = [row.exposure or 1.0 for row in accepted]
     return frame_weights(qualities, method=stack.weights, exposures=exposures)  # type: ignore[arg-type]
 
 
@@ -310,18 +310,6 @@ def _noise_weights_after_gain(
     gains = np.array([float(np.mean(n.gain)) for n in norms])
     adjusted = weights / np.maximum(gains, 1e-12) ** 2
     return adjusted / adjusted.mean()
-
-
-def _exposure(path: Path) -> float:
-    exposure = read(path).meta.exposure
-    return float(exposure) if exposure else 1.0
-
-
-def _reference_exposure(path: Path) -> float | None:
-    try:
-        return read(path).meta.exposure
-    except SkystackError:  # the exposure is only a header nicety
-        return None
 
 
 def _input_of(path: Path, calibrated: dict[Path, Path]) -> Path:
