@@ -305,3 +305,19 @@ def test_galaxy_light_centre_follows_the_transform():
         measured = centre(render_sky(session, light, background=False).astype(np.float64))
         mapped = session.lights[light].transform @ np.array([*measured, 1.0])
         assert np.hypot(*(mapped[:2] - ref)) < 0.05
+
+
+def test_render_stack_noise_falls_with_frame_count():
+    from skystack.sim import SessionConfig, make_session, render_stack
+
+    session = make_session(SessionConfig(width=200, height=150, star_count=20), seed=5)
+    clean = render_stack(session, 4)
+    sky = render_stack(session, 4) - render_stack(session, 4, background=False)
+    assert np.median(sky) > 0
+    noise = [
+        np.std(render_stack(session, n, rng=np.random.default_rng(n)) - clean)
+        for n in (4, 16)
+    ]
+    # Noise of a mean falls as 1/sqrt(N): 16 frames give half the noise of 4.
+    assert noise[1] / noise[0] == pytest.approx(0.5, rel=0.05)
+    assert render_stack(session, 4).max() <= 1.0

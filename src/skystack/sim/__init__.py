@@ -45,6 +45,7 @@ from skystack.sim.session import (
     render_light,
     render_scene,
     render_sky,
+    render_stack,
 )
 from skystack.sim.stars import StarField, planck_rgb
 from skystack.sim.startrails import (
@@ -66,6 +67,7 @@ __all__ = [
     "make_session",
     "render_sky",
     "render_scene",
+    "render_stack",
     "render_light",
     "render_bias",
     "render_dark",

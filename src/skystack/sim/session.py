@@ -827,6 +827,39 @@ def render_scene(session: Session, *, background: bool = True) -> Image:
     return out
 
 
+def render_stack(
+    session: Session,
+    n_frames: int,
+    *,
+    rng: np.random.Generator | None = None,
+    background: bool = True,
+) -> Image:
+    """A calibrated, registered mean of ``n_frames`` lights: what ``skystack stack`` delivers.
+
+    The clean sky of :func:`render_scene` in full-scale units (ADU / 65535), with the shot and
+    read noise of a mean of ``n_frames`` exposures when ``rng`` is given (Gaussian, variance
+    ``(signal + read_noise**2) / n_frames`` electrons), clipped at full scale. Without ``rng``
+    it is noise-free, so ``render_stack(s, n) - render_stack(s, n, background=False)`` is the
+    true sky background.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(H, W)`` for mono sessions, ``(H, W, 3)`` for Bayer ones.
+    """
+    if n_frames < 1:
+        raise ValueError("render_stack needs n_frames >= 1")
+    config = session.config
+    electrons = render_scene(session, background=background)
+    if rng is not None:
+        variance = (np.maximum(electrons, 0.0) + np.float32(config.read_noise_e**2)) / n_frames
+        electrons = electrons + np.sqrt(variance) * rng.standard_normal(
+            electrons.shape, dtype=np.float32
+        )
+    # Star cores that saturate in every light stay at full scale in the stack.
+    return np.minimum(electrons / np.float32(config.gain * 65535.0), 1.0).astype(np.float32)
+
+
 def _paste(out: Image, patch: Image, x0: int, y0: int) -> None:
     h, w = patch.shape[:2]
     height, width = out.shape[:2]
