@@ -18,6 +18,7 @@ __all__ = [
     "OutputExistsError",
     "OutOfDiskError",
     "ConfigError",
+    "ColorCalibrationError",
     "SkystackWarning",
     "MetadataWarning",
     "FrameSkippedWarning",
@@ -54,6 +55,10 @@ class OutputExistsError(SkystackError, FileExistsError):
 
 class OutOfDiskError(SkystackError, OSError):
     """The disk filled up while writing; the message says how much space was needed."""
+
+
+class ColorCalibrationError(SkystackError, RuntimeError):
+    """Colour calibration is impossible on this image (for example too few usable stars)."""
 
 
 class ConfigError(SkystackError, ValueError):
