@@ -224,3 +224,20 @@ def test_saturation_bad_options(amount, options, message):
 def test_saturation_needs_rgb():
     with pytest.raises(GeometryError, match="saturation needs an RGB image"):
         saturation(np.zeros((4, 4), dtype=np.float32), 0.5)
+
+
+def test_neutralize_clipped_greys_saturated_cores_only(rng):
+    from skystack.enhance.color import neutralize_clipped
+
+    original = np.full((64, 64, 3), 0.05, dtype=np.float32)
+    original[30:34, 30:34] = 1.0  # a clipped white core
+    original[10, 10] = (0.4, 0.2, 0.1)  # a bright, unclipped orange star
+    balanced = original * np.array([0.8, 1.0, 1.4], dtype=np.float32)
+    out = neutralize_clipped(balanced, original)
+    core = out[30:34, 30:34]
+    assert np.ptp(core, axis=2).max() < 1e-6  # grey again
+    np.testing.assert_allclose(core.mean(axis=2), balanced[30:34, 30:34].mean(axis=2), rtol=1e-6)
+    np.testing.assert_array_equal(out[10, 10], balanced[10, 10])  # 40% of clip: untouched
+    np.testing.assert_array_equal(out[:20, :20][1:], balanced[:20, :20][1:])
+    with pytest.raises(ConfigError):
+        neutralize_clipped(balanced, original, start=0.9, end=0.5)

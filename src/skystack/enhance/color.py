@@ -38,7 +38,13 @@ from skystack.detect.stars import StarTable, find_stars
 from skystack.enhance.stretch import map_row_strips
 from skystack.errors import ColorCalibrationError, ConfigError, GeometryError
 
-__all__ = ["neutralize_background", "white_balance", "star_white_balance", "saturation"]
+__all__ = [
+    "neutralize_background",
+    "white_balance",
+    "star_white_balance",
+    "saturation",
+    "neutralize_clipped",
+]
 
 _Floats: TypeAlias = npt.NDArray[np.float64]
 _Bools: TypeAlias = npt.NDArray[np.bool_]
@@ -407,3 +413,52 @@ def _check_options(
         raise ConfigError(f"star white balance min_snr {min_snr!r} is invalid; expected >= 0")
     if not isinstance(min_stars, (int, np.integer)) or min_stars < 1:
         raise ConfigError(f"star white balance min_stars {min_stars!r} is invalid; expected >= 1")
+
+
+def neutralize_clipped(
+    balanced: Image, original: Image, *, start: float = 0.8, end: float = 0.95
+) -> Image:
+    """Make pixels that were near clipping grey again after a white balance.
+
+    Where a channel was clipped (the core of a saturated star), the channels' ratios say nothing
+    about its colour; multiplying them by white-balance factors turns a white core pink or blue,
+    and a hue-preserving stretch keeps that false colour. Pixels whose brightest channel (in
+    units of that channel's maximum in ``original``) is above ``start`` are blended towards the
+    mean of their channels, fully grey from ``end`` on (a smoothstep in between), as raw
+    converters' highlight handling does.
+
+    Parameters
+    ----------
+    balanced : ndarray, (H, W, 3)
+        The white-balanced image.
+    original : ndarray, (H, W, 3)
+        The image before the white balance (its clipping levels are each channel's maximum).
+    start, end : float
+        Fractions of the clipping level where the blend begins and where it is complete.
+
+    Returns
+    -------
+    ndarray float32, (H, W, 3)
+    """
+    if not 0.0 < start < end <= 1.0:
+        raise ConfigError(f"neutralize_clipped needs 0 < start < end <= 1, not {start}, {end}")
+    out = np.array(balanced, dtype=np.float32, copy=True)
+    data = np.asarray(original, dtype=np.float32)
+    if out.shape != data.shape or out.ndim != 3 or out.shape[2] != 3:
+        raise GeometryError(
+            f"neutralize_clipped needs two (H, W, 3) images of one shape, not {out.shape} "
+            f"and {data.shape}"
+        )
+    levels = np.nanmax(data.reshape(-1, 3), axis=0)
+    if not np.all(levels > 0):
+        return out
+    relative = np.max(data / levels.astype(np.float32), axis=2)
+    near = relative > start
+    if not near.any():
+        return out
+    t = np.clip((relative[near] - start) / (end - start), 0.0, 1.0)
+    weight = (t * t * (3.0 - 2.0 * t))[:, None].astype(np.float32)
+    pixels = out[near]
+    grey = pixels.mean(axis=1, keepdims=True)
+    out[near] = pixels + weight * (grey - pixels)
+    return out
