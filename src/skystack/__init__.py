@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "read", "write", "Frame", "FrameMeta", "SkystackError"]
+__all__ = ["__version__", "read", "write", "enhance", "Frame", "FrameMeta", "SkystackError"]
 
 _LAZY = {
     "read": "skystack.io",
     "write": "skystack.io",
+    "enhance": "skystack.pipeline.enhance",
     "Frame": "skystack.frame",
     "FrameMeta": "skystack.frame",
     "SkystackError": "skystack.errors",
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from skystack.errors import SkystackError
     from skystack.frame import Frame, FrameMeta
     from skystack.io import read, write
+    from skystack.pipeline.enhance import enhance
 
 
 def __getattr__(name: str) -> Any:

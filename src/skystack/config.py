@@ -6,6 +6,7 @@ flags, and recipes (TOML) will load and dump them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -19,6 +20,12 @@ __all__ = [
     "CalibrationConfig",
     "RegistrationConfig",
     "StackConfig",
+    "EnhanceConfig",
+    "BackgroundChoice",
+    "StretchChoice",
+    "StarsChoice",
+    "SharpenChoice",
+    "DenoiseChoice",
 ]
 
 DebayerChoice: TypeAlias = Literal["none", "bilinear", "vng", "ea", "superpixel"]
@@ -218,3 +225,115 @@ class StackConfig:
     keep_cache: bool = False
     maps: bool = False
     scheduler: str = "threads"
+
+
+BackgroundChoice: TypeAlias = Literal["poly", "rbf", "tiles", "none"]
+StretchChoice: TypeAlias = Literal["auto", "asinh", "ghs", "linear", "none"]
+StarsChoice: TypeAlias = Literal["enhance", "reduce", "none"]
+SharpenChoice: TypeAlias = Literal["wavelet", "unsharp", "log", "deconv", "none"]
+DenoiseChoice: TypeAlias = Literal["wavelet", "none"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnhanceConfig:
+    """How a stacked image is finished by ``skystack enhance``.
+
+    The steps run in this order: background extraction, background neutralisation and white
+    balance, deconvolution (all linear), stretch, noise reduction, stars, sharpening,
+    saturation, curves. ``None`` for ``stars``, ``sharpen``, ``denoise`` and ``saturation``
+    means "the default for this stretch": on for a stretched picture, off when ``stretch`` is
+    ``"none"`` (the output then stays linear; see :meth:`resolved`).
+
+    Attributes
+    ----------
+    background : {"poly", "rbf", "tiles", "none"}
+        Model of the sky background (light pollution, vignetting) fitted to samples away from
+        stars and the object.
+    background_degree : int
+        Degree of the polynomial model (1-4).
+    background_mode : {"subtract", "divide"}
+        Subtract the model (gradients) or divide by it (vignetting).
+    neutralize : bool
+        Make the sky background neutral grey (colour images).
+    white_balance : "stars", "none", (r, g, b) or None
+        White balance from the average colour of the stars, none, or given multipliers
+        (None: stars for linear input, none for display-referred input).
+    stretch : {"auto", "asinh", "ghs", "linear", "none"} or None
+        Non-linear stretch to a picture; ``none`` keeps the data as they are (None: auto for
+        linear input, none for display-referred input).
+    target_background : float
+        Brightness of the sky after the stretch (0-1; auto, and asinh and ghs unless their
+        strength is given).
+    asinh_stretch : float or None
+        Strength of the asinh stretch; None chooses it so the sky lands on
+        ``target_background``.
+    ghs : (D, b, SP, LP, HP)
+        Generalised hyperbolic stretch parameters; D None chooses the stretch so the sky lands
+        on ``target_background``, SP None puts the symmetry point at the sky background.
+    curves : tuple of (x, y)
+        Control points of a final curve (empty: none).
+    stars : {"enhance", "reduce", "none"} or None
+        Boost dim stars more than bright ones, shrink the stars, or leave them.
+    stars_amount : float
+        Strength of the star step (0-1).
+    sharpen : {"wavelet", "unsharp", "log", "deconv", "none"} or None
+        Sharpening of the object (the sky background and star cores are protected).
+    sharpen_amount : float
+        Strength of the sharpening (1 = the method's default).
+    denoise : {"wavelet", "none"} or None
+        Wavelet noise reduction, stronger on the background than on the object.
+    denoise_strength : float
+        Strength of the noise reduction (0-1).
+    saturation : float or None
+        Colour saturation factor (1 = unchanged).
+    """
+
+    background: BackgroundChoice = "poly"
+    background_degree: int = 2
+    background_mode: Literal["subtract", "divide"] = "subtract"
+    neutralize: bool = True
+    white_balance: Literal["stars", "none"] | tuple[float, float, float] | None = None
+    stretch: StretchChoice | None = None
+    target_background: float = 0.2
+    asinh_stretch: float | None = None
+    ghs: tuple[float | None, float, float | None, float, float] = (None, 2.0, None, 0.0, 1.0)
+    curves: tuple[tuple[float, float], ...] = ()
+    stars: StarsChoice | None = None
+    stars_amount: float = 0.5
+    sharpen: SharpenChoice | None = None
+    sharpen_amount: float = 1.0
+    denoise: DenoiseChoice | None = None
+    denoise_strength: float = 0.7
+    saturation: float | None = None
+
+    def resolved(self, *, display_referred: bool = False) -> EnhanceConfig:
+        """The settings with every "default" (None) made explicit.
+
+        A linear input (a stack) is stretched (``auto``) and white-balanced on its stars by
+        default. A display-referred input (an 8-bit JPEG, PNG or TIFF, already stretched and
+        colour-balanced by whoever made it) is not stretched again nor re-balanced unless
+        asked. The picture steps (noise reduction, stars, sharpening, saturation) are on for a
+        picture -- stretched, or display-referred -- and off for linear output.
+        """
+        stretch = self.stretch if self.stretch is not None else (
+            "none" if display_referred else "auto"
+        )
+        picture = stretch != "none" or display_referred
+        balance = self.white_balance if self.white_balance is not None else (
+            "none" if display_referred else "stars"
+        )
+        return dataclasses.replace(
+            self,
+            stretch=stretch,
+            white_balance=balance,
+            stars=self.stars if self.stars is not None else ("enhance" if picture else "none"),
+            sharpen=self.sharpen if self.sharpen is not None else (
+                "wavelet" if picture else "none"
+            ),
+            denoise=self.denoise if self.denoise is not None else (
+                "wavelet" if picture else "none"
+            ),
+            saturation=self.saturation if self.saturation is not None else (
+                1.3 if picture else 1.0
+            ),
+        )
