@@ -63,7 +63,7 @@ def test_stretch_none_stays_linear_fits(stack_fits, tmp_path, capsys):
     assert linear.data.dtype == np.float32 and linear.data.shape == source.shape
     # Linear: the sky stays near its original level, not stretched to ~0.2.
     assert np.median(linear.data) < 5 * np.median(source)
-    assert "steps: background" in capsys.readouterr().out
+    assert "s, background" in capsys.readouterr().out
     history = [value for key, value, _ in linear.meta.header if key == "HISTORY"]
     assert any("stretch=none" in line for line in history)
 

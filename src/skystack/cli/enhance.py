@@ -145,9 +145,12 @@ def enhance_command(
     sharpening of the object and a saturation boost. --stretch none keeps the data linear
     and runs only the background and colour steps unless others are asked for.
     """
+    from skystack._memory import reuse_freed_memory
     from skystack.cli._console import progress_reporter
     from skystack.config import EnhanceConfig
     from skystack.pipeline.enhance import enhance_file
+
+    reuse_freed_memory()
 
     config = EnhanceConfig(
         background=background.value,  # type: ignore[arg-type]

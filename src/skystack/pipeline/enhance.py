@@ -139,7 +139,6 @@ def enhance(
     -------
     EnhanceResult
     """
-    from skystack.color.balance import neutralize_background
     from skystack.enhance import background as bg
     from skystack.enhance import color, denoise, sharpen, stars, stretch
     from skystack.enhance.noise import relative_noise
@@ -172,13 +171,13 @@ def enhance(
         relative = relative_noise(data)
         star_table = _detect_stars(data, relative)
         protect = None
-        if config.sharpen != "none":
+        if config.sharpen != "none" or config.denoise != "none":
+            # Where the object and stars are (1) and where only sky (0): sharpening acts on
+            # the first, noise reduction mostly on the second.
             protect = sharpen.signal_mask(_even(data, relative))
     multipliers = None
     if "colour" in steps.names:
         with steps.step("colour"):
-            if config.neutralize:
-                data = neutralize_background(data)
             if config.white_balance == "stars":
                 try:
                     multipliers = tuple(color.star_white_balance(data, star_table))
@@ -186,10 +185,10 @@ def enhance(
                     _log.warning("white balance skipped: %s", err)
             elif config.white_balance != "none":
                 multipliers = tuple(float(m) for m in config.white_balance)
+            balanced = _calibrate_colour(data, multipliers, neutralize=config.neutralize)
             if multipliers is not None:
-                data = color.neutralize_clipped(
-                    _balance_above_background(data, multipliers), data
-                )
+                balanced = color.neutralize_clipped(balanced, data)
+            data = balanced
     if config.sharpen == "deconv":
         with steps.step("deconvolution"):
             psf = sharpen.measure_psf(data, stars=star_table)
@@ -207,7 +206,9 @@ def enhance(
         with steps.step("denoise"):
             data = _uneven(
                 denoise.wavelet_denoise(
-                    _even(data, relative), strength=config.denoise_strength, protect=0.5
+                    _even(data, relative),
+                    strength=config.denoise_strength,
+                    mask=np.float32(1.0) - np.float32(0.5) * protect,
                 ),
                 relative,
             )
@@ -278,18 +279,32 @@ def _detect_stars(data: Image, relative: Image | None) -> object:
     )
 
 
-def _balance_above_background(data: Image, multipliers: tuple[float, ...]) -> Image:
-    """Scale each channel's signal above its sky level, so a neutral sky stays neutral.
+def _calibrate_colour(
+    data: Image, multipliers: tuple[float, ...] | None, *, neutralize: bool
+) -> Image:
+    """Neutral sky and white balance in one pass: ``k_c (x_c - sky_c) + sky``.
 
-    Multiplying whole channels would tint the sky by the multipliers (a grey sky times
-    (1.1, 1, 1.9) turns blue); as in Siril's colour calibration only the light of the objects
-    is balanced and the sky keeps its level.
+    The sky of every channel is brought to the green channel's level (background
+    neutralisation), and only the light above the sky is multiplied by the white balance:
+    multiplying whole channels would tint the sky by the multipliers (a grey sky times
+    (1.1, 1, 1.9) turns blue); Siril's colour calibration also balances the objects' light
+    only. Without ``neutralize`` each channel keeps its own sky level.
     """
+    import cv2
+
     from skystack.color.balance import background_levels
 
-    levels = background_levels(data).astype(np.float32)
-    gains = np.asarray(multipliers, dtype=np.float32)
-    return ((data - levels) * gains + levels).astype(np.float32)
+    gains = np.ones(3) if multipliers is None else np.asarray(multipliers, dtype=np.float64)
+    if multipliers is None and not neutralize:
+        return data
+    # 300 000 samples fix a sky level to ~0.003 sigma: plenty, and 7x faster than the default.
+    sky = background_levels(data, max_samples=300_000)
+    target = np.full(3, sky[1]) if neutralize else sky
+    matrix = np.zeros((3, 4), dtype=np.float64)
+    matrix[np.arange(3), np.arange(3)] = gains
+    matrix[:, 3] = target - gains * sky
+    # cv2.transform applies the 3x4 affine colour matrix in one threaded pass.
+    return cv2.transform(data, matrix.astype(np.float32))
 
 
 def _fill_missing(data: Image, missing: np.ndarray) -> Image:
@@ -321,6 +336,13 @@ def _stretch(data: Image, config: EnhanceConfig) -> Image:
 
 
 def _sharpen(data: Image, config: EnhanceConfig, protect: Image) -> Image:
+    """Sharpen the luminance and add its new detail to every channel (colours unchanged)."""
+    if data.ndim == 3:
+        import cv2
+
+        luminance = cv2.transform(data, np.full((1, 3), 1.0 / 3.0, dtype=np.float32))
+        detail = _sharpen(luminance, config, protect) - luminance
+        return data + detail[..., None]
     from skystack.enhance import sharpen
 
     amount = config.sharpen_amount
@@ -401,8 +423,10 @@ def enhance_file(
         raise ConfigError(f"{jpeg}: --jpeg needs a .jpg or .jpeg file name")
     if save_background is not None and config.background == "none":
         raise ConfigError("--save-background needs a background model (not --background none)")
+    read_start = time.perf_counter()
     frame = read(source)
     data, display_referred, notes = prepare_input(frame)
+    read_seconds = time.perf_counter() - read_start
     for note in notes:
         _log.info("%s: %s", source.name, note)
     result = enhance(data, config, display_referred=display_referred, progress=progress)
@@ -415,6 +439,7 @@ def enhance_file(
     picture = config.stretch != "none" or display_referred
     stretch_mode = "linear" if picture else "auto"
     out_frame = Frame(result.image, meta)
+    write_start = time.perf_counter()
     written = [
         write(out_frame, output, stretch=stretch_mode, history=history, overwrite=overwrite)
     ]
@@ -422,7 +447,8 @@ def enhance_file(
         written.append(write(out_frame, jpeg, stretch=stretch_mode, overwrite=overwrite))
     if save_background is not None and result.background is not None:
         written.append(write(Frame(result.background, meta), save_background, overwrite=overwrite))
-    summary = _summary(result, config, notes)
+    io_seconds = (read_seconds, time.perf_counter() - write_start)
+    summary = _summary(result, config, notes, io_seconds)
     return EnhanceRun(
         written=tuple(written),
         result=result,
@@ -440,12 +466,14 @@ def _check_targets(source: Path, targets: list[Path], *, overwrite: bool) -> Non
         raise ConfigError("the outputs must have different file names")
 
 
-def _summary(result: EnhanceResult, config: EnhanceConfig, notes: list[str]) -> list[str]:
+def _summary(
+    result: EnhanceResult, config: EnhanceConfig, notes: list[str], io_seconds: tuple[float, float]
+) -> list[str]:
     lines = list(notes)
     lines.append(f"stars found: {len(result.stars)}")  # type: ignore[arg-type]
     if result.white_balance is not None:
         r, g, b = result.white_balance
         lines.append(f"white balance: R {r:.3f}  G {g:.3f}  B {b:.3f}")
     steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings)
-    lines.append(f"steps: {steps}")
+    lines.append(f"steps: read {io_seconds[0]:.1f} s, {steps}, write {io_seconds[1]:.1f} s")
     return lines
