@@ -241,3 +241,51 @@ def test_neutralize_clipped_greys_saturated_cores_only(rng):
     np.testing.assert_array_equal(out[:20, :20][1:], balanced[:20, :20][1:])
     with pytest.raises(ConfigError):
         neutralize_clipped(balanced, original, start=0.9, end=0.5)
+
+
+def _opponent_hue(rgb):
+    r, g, b = np.moveaxis(np.asarray(rgb, dtype=np.float64), -1, 0)
+    return np.degrees(np.arctan2(np.sqrt(3.0) * (g - b), 2.0 * r - g - b))
+
+
+def test_desaturate_highlights_keeps_hue_and_whitens_only_bright_pixels(rng):
+    from skystack.enhance.color import desaturate_highlights
+
+    pixels = rng.uniform(0.0, 1.0, (200, 200, 3)).astype(np.float32)
+    out = desaturate_highlights(pixels)
+    mean_in = pixels.mean(axis=2)
+    dim = mean_in <= 0.5
+    np.testing.assert_array_equal(out[dim], pixels[dim])
+    bright = mean_in > 0.5
+    chroma_in = np.ptp(pixels[bright], axis=1)
+    chroma_out = np.ptp(out[bright], axis=1)
+    assert np.all(chroma_out <= chroma_in + 1e-6)
+    assert np.all(out[bright].mean(axis=1) >= mean_in[bright] - 1e-6)  # never darker
+    coloured = bright & (np.ptp(out, axis=2) > 1e-3)
+    delta = _opponent_hue(out[coloured]) - _opponent_hue(pixels[coloured])
+    assert np.abs((delta + 180.0) % 360.0 - 180.0).max() < 0.1
+    white = mean_in >= 0.95
+    assert np.ptp(out[white], axis=1).max() < 1e-6
+    with pytest.raises(ConfigError):
+        desaturate_highlights(pixels, start=0.9, end=0.2)
+
+
+def test_smooth_star_colour_gives_a_noisy_star_its_true_colour(rng):
+    from skystack.enhance.color import smooth_star_colour
+
+    yy, xx = np.mgrid[:64, :64]
+    profile = np.exp(-((xx - 32.0) ** 2 + (yy - 32.0) ** 2) / (2 * 2.0**2)).astype(np.float32)
+    colour = np.array([1.0, 0.7, 0.4], dtype=np.float32)
+    clean = profile[..., None] * colour
+    noisy = clean + 0.02 * rng.standard_normal(clean.shape, dtype=np.float32)
+    mask = (profile > 0.05).astype(np.float32)
+    out = smooth_star_colour(noisy, mask)
+    core = profile > 0.3
+    ratio_in = noisy[core] / noisy[core].mean(axis=1, keepdims=True)
+    ratio_out = out[core] / out[core].mean(axis=1, keepdims=True)
+    truth = colour / colour.mean()
+    # Per-pixel colour error shrinks several-fold; brightness (channel mean) is kept.
+    assert np.abs(ratio_out - truth).mean() < 0.4 * np.abs(ratio_in - truth).mean()
+    np.testing.assert_allclose(out[core].mean(axis=1), noisy[core].mean(axis=1), rtol=1e-4)
+    outside = mask == 0
+    np.testing.assert_array_equal(out[outside], noisy[outside])

@@ -45,6 +45,8 @@ __all__ = [
     "star_white_balance",
     "saturation",
     "neutralize_clipped",
+    "smooth_star_colour",
+    "desaturate_highlights",
 ]
 
 _Floats: TypeAlias = npt.NDArray[np.float64]
@@ -482,3 +484,98 @@ def _grey_near_clip(out, original, levels, start, end):  # pragma: no cover - co
             grey = (out[p, 0] + out[p, 1] + out[p, 2]) / 3.0
             for c in range(3):
                 out[p, c] += weight * (grey - out[p, c])
+
+
+def smooth_star_colour(image: Image, mask: Image, *, sigma: float = 1.5) -> Image:
+    """Give each star one colour: the flux-weighted colour of its neighbourhood.
+
+    A star's light falls on a few pixels, and the colour of each pixel alone is noisy; in
+    saturated cores, debayered from a clipped mosaic, it is garbage (pink and green speckles
+    after a stretch). Inside ``mask`` every pixel keeps its brightness (the mean of its channels)
+    but takes the colour ratios of its Gaussian neighbourhood, ``blur(x_c) / blur(mean(x))``;
+    outside the mask nothing changes.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W, 3)
+        Linear RGB data with the sky subtracted or neutral.
+    mask : ndarray float32, (H, W)
+        Star mask in [0, 1] (:func:`skystack.enhance.stars.star_mask`).
+    sigma : float
+        Gaussian neighbourhood (px).
+
+    Returns
+    -------
+    ndarray float32, (H, W, 3)
+    """
+    import cv2
+
+    data = np.asarray(image, dtype=np.float32)
+    weight = np.asarray(mask, dtype=np.float32)
+    if data.ndim != 3 or data.shape[2] != 3 or weight.shape != data.shape[:2]:
+        raise GeometryError(
+            f"smooth_star_colour needs an (H, W, 3) image and an (H, W) mask, not {data.shape} "
+            f"and {weight.shape}"
+        )
+    if not sigma > 0:
+        raise ConfigError(f"smooth_star_colour sigma must be positive, not {sigma!r}")
+    rows = np.flatnonzero(weight.max(axis=1) > 0)
+    out = data.copy()
+    if rows.size == 0:
+        return out
+    pad = int(np.ceil(4 * sigma))
+    top, bottom = max(0, rows[0] - pad), min(data.shape[0], rows[-1] + pad + 1)
+    band = np.clip(data[top:bottom], 0.0, None)
+    level = cv2.transform(band, np.full((1, 3), 1.0 / 3.0, dtype=np.float32))
+    blurred = cv2.GaussianBlur(band, (0, 0), sigma)
+    blurred_level = cv2.GaussianBlur(level, (0, 0), sigma)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = blurred / blurred_level[..., None]
+    recoloured = np.where(np.isfinite(ratios), ratios * level[..., None], band)
+    w = weight[top:bottom, :, None]
+    out[top:bottom] = data[top:bottom] + w * (recoloured - data[top:bottom])
+    return out
+
+
+def desaturate_highlights(image: Image, *, start: float = 0.5, end: float = 0.95) -> Image:
+    """Roll the colour of the brightest parts of a stretched picture off towards white.
+
+    A hue-preserving stretch scales a bright star's channels together until the largest
+    reaches 1, so star cores come out as saturated discs of colour, never white -- unlike any
+    photograph. Pixels whose brightness (the mean of their channels) lies above ``start`` are
+    moved towards their brightest channel's level, fully white-balanced at ``end`` (a
+    smoothstep in between). The hue angle does not change, only the saturation falls, and the
+    brightness never decreases.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W, 3)
+        A stretched picture in [0, 1].
+    start, end : float
+        Brightness where the roll-off begins and where it is complete.
+
+    Returns
+    -------
+    ndarray float32, (H, W, 3)
+    """
+    if not 0.0 <= start < end <= 1.0:
+        raise ConfigError(f"desaturate_highlights needs 0 <= start < end <= 1, not {start}, {end}")
+    data = np.asarray(image, dtype=np.float32)
+    if data.ndim != 3 or data.shape[2] != 3:
+        raise GeometryError(f"desaturate_highlights needs an (H, W, 3) image, not {data.shape}")
+    out = np.ascontiguousarray(data).copy()
+    _roll_off_highlights(out.reshape(-1, 3), np.float32(start), np.float32(end))
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _roll_off_highlights(pixels, start, end):  # pragma: no cover - compiled
+    span = end - start
+    for p in numba.prange(pixels.shape[0]):
+        mean = (pixels[p, 0] + pixels[p, 1] + pixels[p, 2]) / 3.0
+        if mean > start:
+            t = min((mean - start) / span, 1.0)
+            weight = t * t * (3.0 - 2.0 * t)
+            top = max(pixels[p, 0], pixels[p, 1], pixels[p, 2])
+            for c in range(3):
+                pixels[p, c] += weight * (top - pixels[p, c])

@@ -186,8 +186,14 @@ def enhance(
             elif config.white_balance != "none":
                 multipliers = tuple(float(m) for m in config.white_balance)
             balanced = _calibrate_colour(data, multipliers, neutralize=config.neutralize)
+            if len(star_table):
+                balanced = color.smooth_star_colour(
+                    balanced, stars.star_mask(balanced, star_table)
+                )
             if multipliers is not None:
-                balanced = color.neutralize_clipped(balanced, data)
+                # In a stack, frames clip at slightly different places: a core is unreliable
+                # from about half the clipping level on.
+                balanced = color.neutralize_clipped(balanced, data, start=0.5, end=0.8)
             data = balanced
     if config.sharpen == "deconv":
         with steps.step("deconvolution"):
@@ -196,6 +202,8 @@ def enhance(
     if config.stretch != "none":
         with steps.step("stretch"):
             data = _stretch(data, config)
+            if colour:
+                data = color.desaturate_highlights(data)
             # The stretch changes the noise's spread: compressed in the bright object, where
             # shot noise is high, raised in the sky. Measure it again for the steps that follow.
             relative = relative_noise(data, min_ratio=1.0)
