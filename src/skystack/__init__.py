@@ -15,12 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "read", "write", "enhance", "Frame", "FrameMeta", "SkystackError"]
+__all__ = [
+    "__version__",
+    "read",
+    "write",
+    "enhance_image",
+    "Frame",
+    "FrameMeta",
+    "SkystackError",
+]
 
 _LAZY = {
     "read": "skystack.io",
     "write": "skystack.io",
-    "enhance": "skystack.pipeline.enhance",
+    # skystack.enhance is the package of single steps, so the whole chain has its own name.
+    "enhance_image": ("skystack.pipeline.enhance", "enhance"),
     "Frame": "skystack.frame",
     "FrameMeta": "skystack.frame",
     "SkystackError": "skystack.errors",
@@ -30,13 +39,14 @@ if TYPE_CHECKING:
     from skystack.errors import SkystackError
     from skystack.frame import Frame, FrameMeta
     from skystack.io import read, write
-    from skystack.pipeline.enhance import enhance
+    from skystack.pipeline.enhance import enhance as enhance_image
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    target = _LAZY.get(name)
+    if target is None:
         raise AttributeError(f"module 'skystack' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, attribute = target if isinstance(target, tuple) else (target, name)
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value

@@ -115,3 +115,44 @@ def test_bad_image_shape_is_a_clear_error():
 
     with pytest.raises(SkystackError, match="shape"):
         enhance(np.zeros((10, 10, 4), dtype=np.float32))
+
+
+def test_no_dark_halos_around_bright_stars(colour_stack):
+    session, noisy, clean_sky = colour_stack
+    picture = enhance(noisy).image.mean(axis=-1)
+    sky = _sky_pixels(clean_sky)
+    sky_noise = 1.4826 * np.median(np.abs(picture[sky] - np.median(picture[sky])))
+    stars_ = session.stars
+    height, width = picture.shape
+    yy, xx = np.mgrid[:height, :width]
+    from skystack.enhance.sharpen import unsharp_mask
+
+    # Control: an unprotected strong unsharp mask does dig dark rings this check sees.
+    haloed = unsharp_mask(picture, radius=4.0, amount=3.0)
+    checked = caught = 0
+    for index in np.argsort(stars_.flux)[::-1][:15]:
+        x, y = stars_.x[index], stars_.y[index]
+        if not (20 <= x < width - 20 and 20 <= y < height - 20):
+            continue
+        radius = np.hypot(xx - x, yy - y)
+        ring = (radius > 6) & (radius < 10)
+        outer = (radius > 14) & (radius < 24) & sky
+        if ring.sum() < 20 or outer.sum() < 50:
+            continue
+        # The ring just outside the star is not darker than the sky further out.
+        assert picture[ring].mean() > np.median(picture[outer]) - 0.5 * sky_noise, index
+        checked += 1
+        caught += haloed[ring].mean() < np.median(haloed[outer]) - 0.5 * sky_noise
+    assert checked >= 5 and caught >= 3
+
+
+def test_top_level_enhance_image_is_the_chain():
+    import skystack
+    import skystack.enhance.stretch  # noqa: F401 - the step package must not shadow it
+
+    image = render_stack(
+        make_session(SessionConfig(width=200, height=150, star_count=40), seed=9),
+        4, rng=np.random.default_rng(0),
+    )  # fmt: skip
+    result = skystack.enhance_image(image, EnhanceConfig(stretch="none"))
+    assert result.image.shape == image.shape
