@@ -519,21 +519,24 @@ def smooth_star_colour(image: Image, mask: Image, *, sigma: float = 1.5) -> Imag
         )
     if not sigma > 0:
         raise ConfigError(f"smooth_star_colour sigma must be positive, not {sigma!r}")
-    rows = np.flatnonzero(weight.max(axis=1) > 0)
-    out = data.copy()
-    if rows.size == 0:
+    out = np.ascontiguousarray(data).copy()
+    inside = np.flatnonzero(weight.reshape(-1) > 0)
+    if inside.size == 0:
         return out
-    pad = int(np.ceil(4 * sigma))
-    top, bottom = max(0, rows[0] - pad), min(data.shape[0], rows[-1] + pad + 1)
-    band = np.clip(data[top:bottom], 0.0, None)
-    level = cv2.transform(band, np.full((1, 3), 1.0 / 3.0, dtype=np.float32))
-    blurred = cv2.GaussianBlur(band, (0, 0), sigma)
-    blurred_level = cv2.GaussianBlur(level, (0, 0), sigma)
+    # The blurs run on the whole image (threaded OpenCV); the per-pixel work only on the
+    # masked pixels, a few per cent of a frame.
+    positive = np.clip(out, 0.0, None)
+    level = cv2.transform(positive, np.full((1, 3), 1.0 / 3.0, dtype=np.float32))
+    blurred = cv2.GaussianBlur(positive, (0, 0), sigma).reshape(-1, 3)[inside]
+    blurred_level = cv2.GaussianBlur(level, (0, 0), sigma).reshape(-1)[inside]
+    pixels = out.reshape(-1, 3)
+    original = pixels[inside]
+    here = level.reshape(-1)[inside][:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = blurred / blurred_level[..., None]
-    recoloured = np.where(np.isfinite(ratios), ratios * level[..., None], band)
-    w = weight[top:bottom, :, None]
-    out[top:bottom] = data[top:bottom] + w * (recoloured - data[top:bottom])
+        recoloured = blurred / blurred_level[:, None] * here
+    recoloured = np.where(np.isfinite(recoloured), recoloured, original)
+    w = weight.reshape(-1)[inside][:, None]
+    pixels[inside] = original + w * (recoloured - original)
     return out
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from skystack._typing import Image, ProgressCallback
 from skystack.config import EnhanceConfig
+from skystack.detect.stars import StarTable
 from skystack.errors import ColorCalibrationError, ConfigError
 from skystack.frame import Frame
 from skystack.io import read, write
@@ -55,7 +56,7 @@ class EnhanceResult:
 
     image: Image
     background: Image | None
-    stars: object
+    stars: StarTable
     white_balance: tuple[float, float, float] | None
     timings: tuple[tuple[str, float], ...] = field(default=())
 
@@ -265,9 +266,8 @@ def _uneven(data: Image, relative: Image | None) -> Image:
     return (data * (relative[..., None] if data.ndim == 3 else relative)).astype(np.float32)
 
 
-def _detect_stars(data: Image, relative: Image | None) -> object:
+def _detect_stars(data: Image, relative: Image | None) -> StarTable:
     """Stars found on the noise-evened image, with fluxes and peaks in the image's units."""
-    from skystack.detect.stars import StarTable
     from skystack.enhance.stars import detect_stars
 
     found = detect_stars(_even(data, relative))
@@ -478,7 +478,7 @@ def _summary(
     result: EnhanceResult, config: EnhanceConfig, notes: list[str], io_seconds: tuple[float, float]
 ) -> list[str]:
     lines = list(notes)
-    lines.append(f"stars found: {len(result.stars)}")  # type: ignore[arg-type]
+    lines.append(f"stars found: {len(result.stars)}")
     if result.white_balance is not None:
         r, g, b = result.white_balance
         lines.append(f"white balance: R {r:.3f}  G {g:.3f}  B {b:.3f}")
