@@ -51,6 +51,11 @@ def test_demo_writes_fits_and_png_of_a_star_field(tmp_path, capsys):
     stack_noise = estimate_noise(stack[100:-100, 100:-100, 1])
     assert stack_noise < single_noise / 2.5  # sqrt(12) = 3.5 for a perfect mean
     assert (folder / "demo_stack.png").exists()
+    # The stack, finished by skystack enhance: a 16-bit picture with a grey, flat sky.
+    finished = skystack.read(folder / "demo_enhanced.tif")
+    assert finished.meta.bit_depth == 16 and finished.data.shape == (768, 1024, 3)
+    assert 0.1 < np.median(finished.data) < 0.35
+    assert (folder / "demo_enhanced.jpg").exists()
 
     # Outputs are not replaced silently.
     capsys.readouterr()

@@ -136,6 +136,14 @@ def run_demo(
     write(Frame(stacked.result.image, FrameMeta(path=stack_png)), stack_png, bit_depth=8,
           stretch="stf", overwrite=True)  # fmt: skip
 
+    from skystack.pipeline.enhance import enhance_file
+
+    enhanced = enhance_file(
+        stack_path, root / "demo_enhanced.tif", jpeg=root / "demo_enhanced.jpg",
+        overwrite=True, progress=progress,
+    )  # fmt: skip
+    _log.info("enhanced the stack: %s", enhanced.summary[-1])
+
     reference = read(run.outputs[0])
     history = (
         f"skystack demo: simulated session, seed {seed}",
@@ -145,7 +153,10 @@ def run_demo(
     write(reference, png_path, bit_depth=8, stretch="stf", overwrite=True)
     return DemoResult(
         session=session_dir,
-        outputs=(fits_path, png_path, stack_path, stacked.sidecar, stack_png, *run.masters),
+        outputs=(
+            fits_path, png_path, stack_path, stacked.sidecar, stack_png, *enhanced.written,
+            *run.masters,
+        ),  # fmt: skip
         light_statistics=tuple(statistics),
         registration_errors_px=tuple(errors),
     )
