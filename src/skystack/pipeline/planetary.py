@@ -1,0 +1,407 @@
+"""``skystack planetary``: lucky imaging from a SER, a video or a folder of frames.
+
+The frames are streamed three times, so memory holds a few frames and per-frame numbers whatever
+the frame count (a SER is memory-mapped one frame at a time):
+
+1. **Survey.** Each frame's sharpness and its global shift against the first frame (sub-pixel
+   phase correlation, or the disk centroid for a planet). The object's box (region of interest)
+   is found on the first frame and widened by the largest shift seen.
+2. **Reference and local measures.** The sharpest few frames, aligned, are averaged into a
+   reference. Then every frame is aligned to it; alignment points are placed on the reference's
+   structure, and for every frame and point its local sharpness and local shift are measured.
+3. **Stack.** Each alignment point takes its own best N% frames (:func:`select_per_point`); the
+   patches, shifted by their local shifts, are blended with smooth windows; the globally best
+   N% frames fill in where no point covers. Colour stacks get their R and B channels aligned to
+   G (atmospheric dispersion).
+
+The result is written linear (``OUT``, cropped to the object's box) with a sidecar ``OUT.json``
+(settings and a row per frame: quality, shift, used or not); the wavelet-sharpened picture goes
+beside it as ``OUT_sharp.ext`` unless sharpening is off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from skystack._typing import Image, ProgressCallback
+from skystack.errors import ConfigError, FormatError, MissingFileError, RegistrationError
+from skystack.frame import Frame, FrameMeta
+from skystack.io import detect_format, find_images, read, write
+from skystack.io._atomic import atomic_path, check_writable
+
+__all__ = [
+    "LuckyConfig",
+    "PlanetaryRun",
+    "FrameSource",
+    "open_frames",
+    "planetary_file",
+    "sharpened_path",
+    "PLANETARY_GAINS",
+]
+
+_log = logging.getLogger(__name__)
+
+PLANETARY_GAINS = (3.0, 2.2, 1.6, 1.2, 1.0)
+"""Starlet gains of the sharpened output, finest layer first (RegiStax-like planetary defaults)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LuckyConfig:
+    """Settings of ``skystack planetary``.
+
+    Attributes
+    ----------
+    best : float or int
+        Frames stacked per alignment point: a fraction in (0, 1] or a count.
+    ap_size : int
+        Alignment point box size (px).
+    drizzle : float
+        Output scale: 1, 1.5 or 2.
+    mode : {"auto", "disk", "surface"}
+        Object kind for the region of interest (a planet's disk, or a surface filling the frame).
+    align : {"phase", "centroid"}
+        Global alignment method.
+    sharpen : {"wavelet", "none"}
+        Whether to write the sharpened picture ``OUT_sharp.ext``.
+    sharpen_amount : float
+        Scales the wavelet gains' boost above 1.
+    reference_frames : int
+        Sharpest frames averaged into the alignment reference.
+    """
+
+    best: float | int = 0.25
+    ap_size: int = 64
+    drizzle: float = 1.0
+    mode: Literal["auto", "disk", "surface"] = "auto"
+    align: Literal["phase", "centroid"] = "phase"
+    sharpen: Literal["wavelet", "none"] = "wavelet"
+    sharpen_amount: float = 1.0
+    reference_frames: int = 20
+
+    def __post_init__(self) -> None:
+        if isinstance(self.best, float) and not 0.0 < self.best <= 1.0:
+            raise ConfigError(
+                f"--best must be a percentage in (0, 100] or a frame count, not {self.best}"
+            )
+        if isinstance(self.best, int) and self.best < 1:
+            raise ConfigError(f"--best must be at least 1 frame, not {self.best}")
+        if self.ap_size < 16:
+            raise ConfigError(f"--ap-size must be at least 16 px, not {self.ap_size}")
+        if self.drizzle not in (1.0, 1.5, 2.0):
+            raise ConfigError(f"--drizzle must be 1, 1.5 or 2, not {self.drizzle:g}")
+        if self.sharpen_amount < 0:
+            raise ConfigError(f"--sharpen-amount must be >= 0, not {self.sharpen_amount:g}")
+
+
+@dataclass(frozen=True, eq=False)
+class PlanetaryRun:
+    """What :func:`planetary_file` wrote and measured."""
+
+    output: Path
+    sharpened: Path | None
+    sidecar: Path
+    n_frames: int
+    n_points: int
+    roi: tuple[int, int, int, int]
+    seconds: float
+    timings: tuple[tuple[str, float], ...]
+
+
+class FrameSource:
+    """Random access to the frames of a SER, a video or a list of image files, as float images.
+
+    Bayer frames are debayered (bilinear); frames come out as float32 ``(H, W)`` or
+    ``(H, W, 3)``. Use as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._reader: Any = None
+        self._files: list[Path] = []
+        if self.path.is_dir():
+            self._files = find_images([self.path])
+        else:
+            kind = detect_format(self.path)
+            if kind == "ser":
+                from skystack.io.ser import SerReader
+
+                self._reader = SerReader(self.path)
+            elif kind == "video":
+                from skystack.io.video import VideoReader
+
+                self._reader = VideoReader(self.path)
+            else:
+                raise FormatError(
+                    f"{self.path}: planetary input must be a SER file, a video or a folder of "
+                    f"frames, not a single {kind.upper()} image"
+                )
+
+    def __len__(self) -> int:
+        return len(self._reader) if self._reader is not None else len(self._files)
+
+    def frame(self, index: int) -> Frame:
+        """Frame ``index`` as read (still a mosaic if the camera is a Bayer one)."""
+        if self._reader is not None:
+            return self._reader[index]
+        return read(self._files[index])
+
+    def image(self, index: int) -> Image:
+        """Frame ``index`` as a float32 mono or RGB image (debayered)."""
+        frame = self.frame(index)
+        data = frame.data
+        if data.ndim == 2 and frame.meta.cfa is not None:
+            from skystack.color.debayer import debayer
+
+            data = debayer(data, pattern=frame.meta.cfa, method="bilinear")
+        return np.asarray(data, dtype=np.float32)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_frames(path: str | os.PathLike[str]) -> FrameSource:
+    """Open a SER, a video or a folder of frames; at least 2 frames are needed."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"{path}: no such file or folder")
+    source = FrameSource(path)
+    if len(source) < 2:
+        source.close()
+        raise FormatError(f"{path}: lucky imaging needs at least 2 frames, found {len(source)}")
+    return source
+
+
+def sharpened_path(output: Path) -> Path:
+    """``OUT_sharp.ext`` beside ``OUT.ext``."""
+    return output.with_name(f"{output.stem}_sharp{output.suffix}")
+
+
+def _luminance(image: Image) -> Image:
+    return image if image.ndim == 2 else image.mean(axis=2, dtype=np.float32)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: list[tuple[str, float]] = []
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.timings.append((name, time.perf_counter() - start))
+
+
+def planetary_file(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    config: LuckyConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> PlanetaryRun:
+    """Lucky-image a planetary or lunar video into a stacked, and a sharpened, picture.
+
+    Parameters
+    ----------
+    source : path-like
+        SER file, video (AVI/MP4) or folder of frames; never modified.
+    output : path-like
+        Linear stack, format from the extension (TIFF 16-bit, FITS 32-bit float, PNG ...).
+    config : LuckyConfig, optional
+        Settings; defaults as the command line's.
+    overwrite : bool
+        Replace existing outputs.
+    progress : callable, optional
+        ``progress(done, total, step)``.
+
+    Returns
+    -------
+    PlanetaryRun
+    """
+    from skystack.planetary import align, lucky, quality, roi
+
+    start = time.perf_counter()
+    config = config or LuckyConfig()
+    source, output = Path(source), Path(output)
+    sidecar = output.with_suffix(".json")
+    sharp = sharpened_path(output) if config.sharpen != "none" else None
+    for target in (output, sidecar, *([sharp] if sharp else [])):
+        if target.resolve() == source.resolve():
+            raise ConfigError(f"{target}: the output would replace the input; choose another name")
+        check_writable(target, overwrite=overwrite)
+    timer = _Timer()
+    report = progress or (lambda done, total, what: None)
+
+    with open_frames(source) as frames:
+        n = len(frames)
+        # Pass 1: sharpness and global shift of every frame against the first.
+        with timer.step("survey"):
+            first = frames.image(0)
+            first_luma = _luminance(first)
+            box = roi.find_object(first_luma, mode=config.mode)
+            scores = np.empty(n)
+            shifts = np.zeros((n, 2))
+            for index in range(n):
+                luma = first_luma if index == 0 else _luminance(frames.image(index))
+                if luma.shape != first_luma.shape:
+                    raise FormatError(
+                        f"{source}: frame {index} is {luma.shape[1]}x{luma.shape[0]}, the first "
+                        f"is {first_luma.shape[1]}x{first_luma.shape[0]}"
+                    )
+                scores[index] = quality.sharpness(box.crop(luma))
+                if index:
+                    shifts[index] = align.global_shift(first_luma, luma, method=config.align)
+                report(index + 1, n, "survey")
+        crop = _widened(box, shifts, first_luma.shape)
+        # Pass 2: reference from the sharpest frames, then local measures of every frame.
+        with timer.step("reference"):
+            count = min(n, max(2, config.reference_frames))
+            sharpest = np.argsort(scores)[::-1][:count]
+            reference = np.mean(
+                [_aligned(frames.image(int(i)), shifts[int(i)], crop) for i in sharpest], axis=0
+            ).astype(np.float32)
+            reference_luma = _luminance(reference)
+            centres = align.place_alignment_points(reference_luma, config.ap_size)
+            aligner = (
+                align.LocalAligner(
+                    reference_luma, centres, config.ap_size, search=config.ap_size // 4
+                )
+                if len(centres)
+                else None
+            )
+        n_points = len(centres)
+        local_quality = np.zeros((n, n_points), dtype=np.float32)
+        local_shift = np.zeros((n, n_points, 2), dtype=np.float32)
+        with timer.step("measure"):
+            for index in range(n):
+                image = frames.image(index)
+                # Refine the global shift against the (sharp, low-noise) reference.
+                moved = _aligned(image, shifts[index], crop)
+                fine = align.global_shift(reference_luma, _luminance(moved), method="phase")
+                shifts[index] += fine
+                luma = _luminance(_aligned(image, shifts[index], crop))
+                scores[index] = quality.sharpness(luma)
+                if aligner is not None:
+                    local_quality[index] = quality.local_sharpness(luma, centres, config.ap_size)
+                    local_shift[index], _ = aligner.shifts(luma)
+                report(index + 1, n, "measure")
+        # Pass 3: every alignment point stacks its own best frames.
+        with timer.step("stack"):
+            chosen = (
+                lucky.select_per_point(local_quality, config.best)
+                if n_points
+                else np.zeros((n, 0), dtype=bool)
+            )
+            best_global = set(quality.select_best(scores, config.best).tolist())
+            stacker = lucky.PatchStacker(
+                reference.shape, centres, config.ap_size, drizzle=config.drizzle
+            )
+            for index in range(n):
+                points = np.flatnonzero(chosen[index])
+                if points.size == 0 and index not in best_global:
+                    report(index + 1, n, "stack")
+                    continue
+                aligned = _aligned(frames.image(index), shifts[index], crop)
+                if points.size:
+                    stacker.add(aligned, points, local_shift[index, points])
+                if index in best_global:
+                    stacker.add_background(aligned)
+                report(index + 1, n, "stack")
+            stacked = stacker.result()
+            if stacked.ndim == 3:
+                try:
+                    stacked, _ = lucky.align_channels(stacked)
+                except RegistrationError as err:
+                    _log.warning("%s: channels not aligned: %s", source.name, err)
+        meta = frames.frame(0).meta
+    used = chosen.any(axis=1) | np.isin(np.arange(n), list(best_global))
+    with timer.step("write"):
+        out_meta = FrameMeta(
+            camera=meta.camera, target=meta.target, date_obs=meta.date_obs,
+            exposure=meta.exposure, kind="light",
+        )  # fmt: skip
+        history = [f"skystack planetary {source.name}"] + [
+            f"{key}={value}" for key, value in asdict(config).items()
+        ]
+        write(Frame(stacked, out_meta), output, history=history, overwrite=overwrite)
+        if sharp is not None:
+            from skystack.enhance.sharpen import wavelet_sharpen
+
+            gains = [1.0 + config.sharpen_amount * (g - 1.0) for g in PLANETARY_GAINS]
+            sharpened = np.clip(wavelet_sharpen(stacked, gains=gains), 0.0, None)
+            write(Frame(sharpened, out_meta), sharp, history=history, overwrite=overwrite)
+        rows = [
+            {
+                "index": int(i),
+                "accepted": bool(used[i]),
+                "quality": float(scores[i]),
+                "shift": [float(shifts[i, 0]), float(shifts[i, 1])],
+                "points_used": int(chosen[i].sum()) if n_points else 0,
+            }
+            for i in range(n)
+        ]
+        document = {
+            "source": str(source),
+            "settings": asdict(config),
+            "roi": list(crop),
+            "alignment_points": centres.tolist(),
+            "frames": rows,
+        }
+        with atomic_path(sidecar, overwrite=overwrite) as tmp:
+            tmp.write_text(json.dumps(document, indent=1))
+    return PlanetaryRun(
+        output=output,
+        sharpened=sharp,
+        sidecar=sidecar,
+        n_frames=n,
+        n_points=n_points,
+        roi=crop,
+        seconds=time.perf_counter() - start,
+        timings=tuple(timer.timings),
+    )
+
+
+def _widened(box: Any, shifts: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The object's box in the first frame's pixels, kept inside every aligned frame.
+
+    A frame shifted by (dx, dy) covers the first frame's pixels [dx, W + dx); the box is
+    clipped to what all frames cover so no stacked patch reads outside its frame.
+    """
+    height, width = shape
+    low_x = max(0.0, float(shifts[:, 0].max()))
+    high_x = min(float(width), width + float(shifts[:, 0].min()))
+    low_y = max(0.0, float(shifts[:, 1].max()))
+    high_y = min(float(height), height + float(shifts[:, 1].min()))
+    x0 = int(np.ceil(max(box.x0, low_x)))
+    y0 = int(np.ceil(max(box.y0, low_y)))
+    x1 = int(np.floor(min(box.x1, high_x)))
+    y1 = int(np.floor(min(box.y1, high_y)))
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        raise FormatError("the frames move too much to share a common area of 16 x 16 px")
+    return x0, y0, x1, y1
+
+
+def _aligned(image: Image, shift: np.ndarray, crop: tuple[int, int, int, int]) -> Image:
+    """``image`` shifted onto the first frame's grid, cropped to the object's box."""
+    from skystack.planetary.align import shift_image
+
+    x0, y0, x1, y1 = crop
+    moved = shift_image(image, float(shift[0]), float(shift[1]))
+    return np.ascontiguousarray(moved[y0:y1, x0:x1])
