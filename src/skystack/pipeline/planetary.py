@@ -51,8 +51,13 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-PLANETARY_GAINS = (3.0, 2.2, 1.6, 1.2, 1.0)
-"""Starlet gains of the sharpened output, finest layer first (RegiStax-like planetary defaults)."""
+PLANETARY_GAINS = (1.6, 1.35, 1.15, 1.0, 1.0)
+"""Starlet gains of the sharpened output, finest layer first.
+
+Chosen on the simulator's Jupiter (300 frames, best 25%): these bring the stack's sharpness to
+1.1x the clean truth's with SSIM 0.986; RegiStax-like gains of 3/2.2/1.6 overshoot to 2x with
+SSIM 0.80. Poorer seeing than the simulator's needs more: ``--sharpen-amount 2`` or 3.
+"""
 
 
 @dataclass(frozen=True, kw_only=True)
