@@ -7,8 +7,9 @@ the frame count (a SER is memory-mapped one frame at a time):
    phase correlation, or the disk centroid for a planet). The object's box (region of interest)
    is found on the first frame and widened by the largest shift seen.
 2. **Reference and local measures.** The sharpest few frames, aligned, are averaged into a
-   reference. Then every frame is aligned to it; alignment points are placed on the reference's
-   structure, and for every frame and point its local sharpness and local shift are measured.
+   reference; alignment points are placed on its structure. For every frame and point the local
+   sharpness and the local shift against the reference are measured (the local shifts also take
+   up what the global alignment left).
 3. **Stack.** Each alignment point takes its own best N% frames (:func:`select_per_point`); the
    patches, shifted by their local shifts, are blended with smooth windows; the globally best
    N% frames fill in where no point covers. Colour stacks get their R and B channels aligned to
@@ -261,6 +262,7 @@ def planetary_file(
             first = frames.image(0)
             first_luma = _luminance(first)
             box = roi.find_object(first_luma, mode=config.mode)
+            first_box = box.crop(first_luma)
             scores = np.empty(n)
             shifts = np.zeros((n, 2))
             for index in range(n):
@@ -272,7 +274,10 @@ def planetary_file(
                     )
                 scores[index] = quality.sharpness(box.crop(luma))
                 if index:
-                    shifts[index] = align.global_shift(first_luma, luma, method=config.align)
+                    # On the object's box only: a fraction of the frame's pixels to correlate.
+                    shifts[index] = align.global_shift(
+                        first_box, box.crop(luma), method=config.align
+                    )
                 report(index + 1, n, "survey")
         crop = _widened(box, shifts, first_luma.shape)
         # Pass 2: reference from the sharpest frames, then local measures of every frame.
@@ -296,12 +301,9 @@ def planetary_file(
         local_shift = np.zeros((n, n_points, 2), dtype=np.float32)
         with timer.step("measure"):
             for index in range(n):
-                image = frames.image(index)
-                # Refine the global shift against the (sharp, low-noise) reference.
-                moved = _aligned(image, shifts[index], crop)
-                fine = align.global_shift(reference_luma, _luminance(moved), method="phase")
-                shifts[index] += fine
-                luma = _luminance(_aligned(image, shifts[index], crop))
+                # The local shifts are measured against the reference from the survey's global
+                # alignment, so they also absorb what is left of the global shift.
+                luma = _luminance(_aligned(frames.image(index), shifts[index], crop))
                 scores[index] = quality.sharpness(luma)
                 if aligner is not None:
                     local_quality[index] = quality.local_sharpness(luma, centres, config.ap_size)
