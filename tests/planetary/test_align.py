@@ -198,3 +198,19 @@ def test_local_shifts_low_confidence_on_noise_and_filled(sessions, rng):
     np.testing.assert_allclose(shifts[middle], [-0.8, -0.4], atol=0.1)
     zeroed, _ = local_shifts(reference, image, centres, 64, fill="zero")
     np.testing.assert_array_equal(zeroed[middle], [0.0, 0.0])
+
+
+def test_local_aligner_measures_a_subset_of_points_like_all():
+    from skystack.planetary.align import LocalAligner
+
+    rng = np.random.default_rng(3)
+    reference = cv2.GaussianBlur(rng.random((200, 240)).astype(np.float32), (0, 0), 2.0)
+    moved = shift_image(reference, 0.6, -0.4)
+    centres = place_alignment_points(reference, 32, min_brightness=0.0, min_contrast=0.0)
+    aligner = LocalAligner(reference, centres, 32)
+    every, _ = aligner.shifts(moved)
+    subset = np.arange(0, len(centres), 3)
+    some, confidence = aligner.shifts(moved, points=subset)
+    assert some.shape == (subset.size, 2) and confidence.shape == (subset.size,)
+    np.testing.assert_allclose(some, every[subset], atol=1e-6)
+    np.testing.assert_allclose(np.median(some, axis=0), [-0.6, 0.4], atol=0.05)

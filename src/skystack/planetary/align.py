@@ -550,10 +550,16 @@ class LocalAligner:
         self,
         image: npt.ArrayLike,
         *,
+        points: npt.ArrayLike | None = None,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         fill: LowConfidenceFill = "median",
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Local shifts and confidences of ``image``; see :func:`local_shifts`."""
+        """Local shifts and confidences of ``image``; see :func:`local_shifts`.
+
+        ``points`` (indices into the centres) measures only those alignment points -- a lucky
+        imaging run needs each frame's shifts only where the frame is among the best; a
+        low-confidence point is then filled from the other measured points.
+        """
         if fill not in ("median", "zero", "none"):
             raise ConfigError(f"unknown fill {fill!r}; expected 'median', 'zero' or 'none'")
         img = _mono(image, "image")
@@ -562,17 +568,23 @@ class LocalAligner:
                 f"image and reference differ in shape: {img.shape} vs {self.shape}; "
                 "crop the frames to the same region first"
             )
-        n = self.centres.shape[0]
+        chosen = (
+            np.arange(self.centres.shape[0])
+            if points is None
+            else np.asarray(points, dtype=np.intp).reshape(-1)
+        )
+        n = chosen.size
         if n == 0:
             return np.empty((0, 2), dtype=np.float64), np.empty(0, dtype=np.float64)
+        t_norm, centres = self._t_norm[chosen], self.centres[chosen]
         img = self._prepare(img)
         search, ap_size = self.search, self.ap_size
         size = ap_size + 2 * search
         lags = 2 * search + 1
-        ya, xa = self._y0 - search, self._x0 - search
+        ya, xa = self._y0[chosen] - search, self._x0[chosen] - search
         windows = np.lib.stride_tricks.sliding_window_view(img, (size, size))[ya, xa]
         spectra = scipy.fft.rfft2(windows, s=self._fft_shape, axes=(1, 2), workers=-1)
-        spectra *= self._t_spectra
+        spectra *= self._t_spectra[chosen]
         numerator = scipy.fft.irfft2(spectra, s=self._fft_shape, axes=(1, 2), workers=-1)
         numerator = numerator[:, :lags, :lags]
 
@@ -580,7 +592,7 @@ class LocalAligner:
         sums, sumsq = _lag_box_sums(img, ya, xa, ap_size, lags)
         area = float(ap_size * ap_size)
         variance = np.maximum(sumsq - sums * sums / area, 0.0)
-        denominator = self._t_norm[:, None, None] * np.sqrt(variance)
+        denominator = t_norm[:, None, None] * np.sqrt(variance)
         scale = max(float(np.abs(img).max()), 1e-30)
         flat = denominator <= 1e-9 * scale * scale * area
         ncc = np.where(flat, 0.0, numerator / np.where(flat, 1.0, denominator))
@@ -594,13 +606,13 @@ class LocalAligner:
         oy = np.where(on_edge, 0.0, oy)
         # Peak at lag m: image(x + m - search) = reference(x); the aligning shift is search - m.
         shifts = np.column_stack([search - (px + ox), search - (py + oy)]).astype(np.float64)
-        confidence = np.where(on_edge | (self._t_norm <= 0), 0.0, np.clip(best, 0.0, 1.0))
+        confidence = np.where(on_edge | (t_norm <= 0), 0.0, np.clip(best, 0.0, 1.0))
         confidence = confidence.astype(np.float64)
         if fill != "none":
             shifts = _fill_low_confidence(
                 shifts,
                 confidence,
-                self.centres,
+                centres,
                 min_confidence,
                 1.5 * ap_size,
                 median=fill == "median",
