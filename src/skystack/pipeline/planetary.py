@@ -25,8 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,6 +135,7 @@ class FrameSource:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._reader: Any = None
+        self._lock: threading.Lock | None = None
         self._files: list[Path] = []
         if self.path.is_dir():
             self._files = find_images([self.path])
@@ -146,6 +149,7 @@ class FrameSource:
                 from skystack.io.video import VideoReader
 
                 self._reader = VideoReader(self.path)
+                self._lock = threading.Lock()
             else:
                 raise FormatError(
                     f"{self.path}: planetary input must be a SER file, a video or a folder of "
@@ -157,9 +161,12 @@ class FrameSource:
 
     def frame(self, index: int) -> Frame:
         """Frame ``index`` as read (still a mosaic if the camera is a Bayer one)."""
-        if self._reader is not None:
+        if self._reader is None:
+            return read(self._files[index])
+        if self._lock is None:
             return self._reader[index]
-        return read(self._files[index])
+        with self._lock:  # a video decoder keeps a position: one reader at a time
+            return self._reader[index]
 
     def image(self, index: int) -> Image:
         """Frame ``index`` as a float32 mono or RGB image (debayered)."""
@@ -265,7 +272,8 @@ def planetary_file(
             first_box = _binned(box.crop(first_luma))
             scores = np.empty(n)
             shifts = np.zeros((n, 2))
-            for index in range(n):
+
+            def survey(index: int) -> None:
                 luma = first_luma if index == 0 else _luminance(frames.image(index))
                 if luma.shape != first_luma.shape:
                     raise FormatError(
@@ -280,7 +288,8 @@ def planetary_file(
                         first_box, _binned(box.crop(luma)), method=config.align
                     )
                     shifts[index] = 2.0 * np.asarray(coarse)
-                report(index + 1, n, "survey")
+
+            _each_frame(range(n), survey, report, "survey")
         crop = _widened(box, shifts, first_luma.shape)
         # Pass 2: reference from the sharpest frames, then local measures of every frame.
         with timer.step("reference"):
@@ -303,13 +312,15 @@ def planetary_file(
         n_points = len(centres)
         local_quality = np.zeros((n, n_points), dtype=np.float32)
         with timer.step("measure"):
-            for index in range(n):
+
+            def measure(index: int) -> None:
                 # Sharpness needs no sub-pixel alignment: the crop moved by whole pixels.
                 luma = _luminance(_integer_aligned(frames.image(index), shifts[index], crop))
                 scores[index] = quality.sharpness(luma)
                 if aligner is not None:
                     local_quality[index] = quality.local_sharpness(luma, centres, config.ap_size)
-                report(index + 1, n, "measure")
+
+            _each_frame(range(n), measure, report, "measure")
         # Pass 3: every alignment point stacks its own best frames.
         with timer.step("stack"):
             chosen = (
@@ -321,20 +332,28 @@ def planetary_file(
             stacker = lucky.PatchStacker(
                 reference.shape, centres, config.ap_size, drizzle=config.drizzle
             )
-            for index in range(n):
+            needed = [i for i in range(n) if chosen[i].any() or i in best_global]
+
+            def prepare(index: int) -> tuple[int, Image, np.ndarray, np.ndarray | None]:
                 points = np.flatnonzero(chosen[index])
-                if points.size == 0 and index not in best_global:
-                    report(index + 1, n, "stack")
-                    continue
                 aligned = _aligned(frames.image(index), shifts[index], crop)
+                local = None
                 if points.size and aligner is not None:
                     # Local shifts against the reference, only where this frame is stacked;
                     # they also take up what the global alignment left.
                     local, _ = aligner.shifts(_luminance(aligned), points=points)
+                return index, aligned, points, local
+
+            # Frames are prepared in worker threads, a few at a time (bounded memory), and
+            # added to the accumulator in this thread, in order.
+            for done, (index, aligned, points, local) in enumerate(
+                _prepared_frames(needed, prepare), start=1
+            ):
+                if local is not None:
                     stacker.add(aligned, points, local)
                 if index in best_global:
                     stacker.add_background(aligned)
-                report(index + 1, n, "stack")
+                report(done, len(needed), "stack")
             stacked = stacker.result()
             if stacked.ndim == 3:
                 try:
@@ -407,6 +426,32 @@ def _widened(box: Any, shifts: np.ndarray, shape: tuple[int, int]) -> tuple[int,
     if x1 - x0 < 16 or y1 - y0 < 16:
         raise FormatError("the frames move too much to share a common area of 16 x 16 px")
     return x0, y0, x1, y1
+
+
+_THREADS = min(4, os.cpu_count() or 1)
+_BATCH = 8
+
+
+def _each_frame(
+    indices: range, work: Callable[[int], None], report: ProgressCallback, what: str
+) -> None:
+    """``work(index)`` for every frame, on a few threads (OpenCV, FFTs and reading release the
+    GIL), in batches so progress is reported as it goes."""
+    total = len(indices)
+    with ThreadPoolExecutor(_THREADS) as pool:
+        for start in range(0, total, _BATCH * _THREADS):
+            batch = indices[start : start + _BATCH * _THREADS]
+            list(pool.map(work, batch))
+            report(min(start + len(batch), total), total, what)
+
+
+def _prepared_frames(indices: list[int], prepare: Callable[[int], Any]) -> Iterator[Any]:
+    """``prepare(index)`` for each index on worker threads, yielded in order, at most a few
+    batches ahead (so memory holds a bounded number of prepared frames)."""
+    with ThreadPoolExecutor(_THREADS) as pool:
+        step = _BATCH * _THREADS
+        for start in range(0, len(indices), step):
+            yield from pool.map(prepare, indices[start : start + step])
 
 
 def _binned(image: Image) -> Image:
