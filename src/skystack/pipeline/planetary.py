@@ -248,6 +248,8 @@ def planetary_file(
     -------
     PlanetaryRun
     """
+    import cv2
+
     from skystack.planetary import align, lucky, quality, roi
 
     start = time.perf_counter()
@@ -270,6 +272,7 @@ def planetary_file(
             first_luma = _luminance(first)
             box = roi.find_object(first_luma, mode=config.mode)
             first_box = _binned(box.crop(first_luma))
+            window = cv2.createHanningWindow(first_box.shape[::-1], cv2.CV_32F)
             scores = np.empty(n)
             shifts = np.zeros((n, 2))
 
@@ -280,13 +283,18 @@ def planetary_file(
                         f"{source}: frame {index} is {luma.shape[1]}x{luma.shape[0]}, the first "
                         f"is {first_luma.shape[1]}x{first_luma.shape[0]}"
                     )
-                scores[index] = quality.sharpness(box.crop(luma))
-                if index:
-                    # On the object's box, binned 2x2: a tenth of the frame's pixels. The shift
-                    # needs to be good to a pixel or so; the local shifts take up the rest.
-                    coarse = align.global_shift(
-                        first_box, _binned(box.crop(luma)), method=config.align
-                    )
+                # On the object's box binned 2x2, a tenth of the frame's pixels: these scores only
+                # pick the reference frames, and the shift needs to be good to a pixel or so (the
+                # local shifts take up the rest).
+                binned = _binned(box.crop(luma))
+                scores[index] = quality.sharpness(binned)
+                if index and config.align == "phase":
+                    # OpenCV's windowed phase correlation: 5x faster than a finer estimator,
+                    # and fine enough here. It returns how far the frame moved; undo it.
+                    (moved_x, moved_y), _ = cv2.phaseCorrelate(first_box, binned, window)
+                    shifts[index] = (-2.0 * moved_x, -2.0 * moved_y)
+                elif index:
+                    coarse = align.global_shift(first_box, binned, method=config.align)
                     shifts[index] = 2.0 * np.asarray(coarse)
 
             _each_frame(range(n), survey, report, "survey")
@@ -473,9 +481,18 @@ def _integer_aligned(image: Image, shift: np.ndarray, crop: tuple[int, int, int,
 
 
 def _aligned(image: Image, shift: np.ndarray, crop: tuple[int, int, int, int]) -> Image:
-    """``image`` shifted onto the first frame's grid, cropped to the object's box."""
-    from skystack.planetary.align import shift_image
+    """``image`` shifted onto the first frame's grid, cropped to the object's box.
+
+    One cubic warp straight into the box (not the whole frame): the box is often a quarter of
+    the frame.
+    """
+    import cv2
 
     x0, y0, x1, y1 = crop
-    moved = shift_image(image, float(shift[0]), float(shift[1]))
-    return np.ascontiguousarray(moved[y0:y1, x0:x1])
+    matrix = np.array(
+        [[1.0, 0.0, float(shift[0]) - x0], [0.0, 1.0, float(shift[1]) - y0]], dtype=np.float64
+    )
+    source = np.ascontiguousarray(image, dtype=np.float32)
+    return cv2.warpAffine(
+        source, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
