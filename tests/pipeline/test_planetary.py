@@ -105,3 +105,20 @@ def test_a_single_image_is_not_a_video(tmp_path, capsys):
     write(np.zeros((32, 32), dtype=np.float32), image)
     assert main(["planetary", str(image), "-o", str(tmp_path / "o.tif")]) == 2
     assert "moon.png" in capsys.readouterr().err
+
+
+def test_bayer_video_is_debayered_and_stacked_in_colour(tmp_path):
+    config = PlanetaryConfig(width=240, height=180, n_frames=40, target="jupiter", color="bayer",
+                             bit_depth=16)  # fmt: skip
+    truth = write_planetary_ser(tmp_path / "colour.ser", config, seed=2)
+    out = tmp_path / "colour.tif"
+    run = planetary_file(truth.path, out, LuckyConfig(ap_size=32, sharpen="none"))
+    stacked = read(out).data
+    assert stacked.ndim == 3 and stacked.shape[2] == 3 and run.sharpened is None
+    clean = read(truth.clean).data
+    # Jupiter's colour survives: the stack's channel ratios on the disk match the truth's.
+    disk = stacked.mean(axis=2) > 0.5 * stacked.mean(axis=2).max()
+    truth_disk = clean.mean(axis=2) > 0.5 * clean.mean(axis=2).max()
+    ratio = stacked[disk].mean(axis=0) / stacked[disk].mean(axis=0)[1]
+    truth_ratio = clean[truth_disk].mean(axis=0) / clean[truth_disk].mean(axis=0)[1]
+    np.testing.assert_allclose(ratio, truth_ratio, rtol=0.05)
