@@ -15,21 +15,20 @@ displacement and blend the boxes. This module is that engine, as a streaming acc
 
 Resampling
 ----------
-Each box is resampled with a *separable* kernel written as two small matrices, so that the
-sub-pixel shift and the drizzle up-scaling are one product ``A_y @ patch @ A_x.T`` per box
-(a box of 64 px costs a few microseconds). Output pixel ``u`` of the grid at scale ``d`` sits
-at input coordinate ``x = (u + 0.5) / d - 0.5``; a box translated by ``dx`` samples the frame at
-``x - dx``. Two kernels:
+Output pixel ``u`` of the grid at scale ``d`` sits at input coordinate ``x = (u + 0.5) / d -
+0.5``; a box translated by ``dx`` samples the frame at ``x - dx``. Two kernels:
 
-* ``"cubic"`` (default): Keys' cubic convolution with ``a = -0.5`` (Keys 1981, IEEE TASSP 29,
-  1153), third-order accurate, the identity at zero shift. At ``drizzle > 1`` every frame's box
-  is interpolated straight onto the fine grid: the many frames' different sub-pixel shifts
-  sample the fine grid at different phases and fill it in.
+* ``"cubic"`` (default): the selected points' windows blend their shifts into one smooth
+  displacement field over the area they cover, and one ``cv2.remap`` (OpenCV's bicubic) moves
+  every pixel by its blend of the local shifts -- one warp per frame instead of one per point.
+  At ``drizzle > 1`` the frame is interpolated straight onto the fine grid: the many frames'
+  different sub-pixel shifts sample it at different phases and fill it in.
 * ``"drop"``: the drop-based drizzle of Fruchter & Hook (2002, PASP 114, 144) restricted to
-  translations: each input pixel, shrunk to ``pixfrac`` of its size and moved by the shift,
-  is spread over the output pixels it overlaps, weighted by the overlap length per axis. With
-  ``pixfrac < 1`` it keeps more resolution than interpolation but needs many well-dithered
-  frames (a fine pixel no drop reaches gets its value from the background, or NaN).
+  translations, per box as one separable product ``A_y @ patch @ A_x.T``: each input pixel,
+  shrunk to ``pixfrac`` of its size and moved by the shift, is spread over the output pixels it
+  overlaps, weighted by the overlap length per axis. With ``pixfrac < 1`` it keeps more
+  resolution than interpolation but needs many well-dithered frames (a fine pixel no drop
+  reaches gets its value from the background, or NaN).
 
 Blending
 --------
@@ -55,9 +54,8 @@ from skystack.errors import GeometryError
 __all__ = ["select_per_point", "PatchStacker", "align_channels", "LuckyKernel"]
 
 LuckyKernel = Literal["cubic", "drop"]
-"""Resampling of the shifted boxes: Keys cubic interpolation, or drop-based drizzle."""
+"""Resampling of the shifted boxes: bicubic remap by a blended shift field, or drop drizzle."""
 
-_KEYS_A = -0.5
 _COVER_FULL = 0.5  # summed AP windows at and above which the patch stack is used alone
 
 
@@ -115,16 +113,6 @@ def select_per_point(quality: npt.ArrayLike, best: float | int) -> npt.NDArray[n
     return selected
 
 
-def _keys(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Keys' cubic convolution kernel (``a = -0.5``) at offsets ``t`` (px)."""
-    a = _KEYS_A
-    t = np.abs(t)
-    t2, t3 = t * t, t * t * t
-    near = (a + 2.0) * t3 - (a + 3.0) * t2 + 1.0
-    far = a * t3 - 5.0 * a * t2 + 8.0 * a * t - 4.0 * a
-    return np.where(t <= 1.0, near, np.where(t < 2.0, far, 0.0))
-
-
 class PatchStacker:
     """Streaming multi-point stack of alignment-point boxes, blended into a background mean.
 
@@ -139,7 +127,7 @@ class PatchStacker:
     drizzle : float
         Scale of the output grid: 1, 1.5 or 2 (any value in [1, 4] is accepted).
     kernel : {"cubic", "drop"}
-        Resampling of the shifted boxes (see the module notes): Keys cubic interpolation
+        Resampling of the shifted boxes (see the module notes): bicubic interpolation
         (default), or translation-only drop drizzle.
     pixfrac : float
         Drop size in input pixels for ``kernel="drop"`` (0 < pixfrac <= 1.5); ignored otherwise.
@@ -231,31 +219,23 @@ class PatchStacker:
         """Banded resampling matrix of output pixels ``[start, stop)`` along one axis.
 
         Returns the matrix ``(stop - start, m)`` (float32), the first input pixel ``i0`` of its
-        ``m`` columns (within ``[0, n_in)``) and the per-row weight: 1 (cubic, edges
-        replicated) or the summed drop overlaps (drop), 0 where the output pixel lies beyond
-        the frame.
+        ``m`` columns (within ``[0, n_in)``) and the per-row weight: the summed drop
+        overlaps, 0 where the output pixel lies beyond the frame.
         """
         d = self.drizzle
         n_out = stop - start
         pos = (np.arange(start, stop, dtype=np.float64) + 0.5) / d - 0.5 - shift
         base = np.floor(pos)
-        if self.kernel == "cubic":
-            offsets = np.arange(-1, 3, dtype=np.float64)
-            taps = _keys((pos - base)[:, None] - offsets[None, :])
-        else:
-            offsets = np.arange(-2, 3, dtype=np.float64)
-            t = (pos - base)[:, None] - offsets[None, :]
-            half_out, half_in = 0.5 / d, 0.5 * self.pixfrac
-            overlap = np.minimum(t + half_out, half_in) - np.maximum(t - half_out, -half_in)
-            taps = np.clip(overlap, 0.0, None) * d
+        offsets = np.arange(-2, 3, dtype=np.float64)
+        t = (pos - base)[:, None] - offsets[None, :]
+        half_out, half_in = 0.5 / d, 0.5 * self.pixfrac
+        overlap = np.minimum(t + half_out, half_in) - np.maximum(t - half_out, -half_in)
+        taps = np.clip(overlap, 0.0, None) * d
         cols = base[:, None] + offsets[None, :]
         inside = (pos >= -0.5) & (pos <= n_in - 0.5)
-        if self.kernel == "cubic":
-            cols = np.clip(cols, 0, n_in - 1)  # replicate the edge pixels
-        else:
-            outside = (cols < 0) | (cols > n_in - 1)
-            taps = np.where(outside, 0.0, taps)
-            cols = np.clip(cols, 0, n_in - 1)
+        outside = (cols < 0) | (cols > n_in - 1)
+        taps = np.where(outside, 0.0, taps)
+        cols = np.clip(cols, 0, n_in - 1)
         taps[~inside] = 0.0
         icols = cols.astype(np.int64)
         i0 = int(icols.min())
@@ -263,34 +243,6 @@ class PatchStacker:
         mat = np.zeros((n_out, m), dtype=np.float32)
         np.add.at(mat, (np.arange(n_out)[:, None], icols - i0), taps.astype(np.float32))
         return mat, i0, taps.sum(axis=1)
-
-    def _warp_cubic(
-        self, frame: Image, rows: tuple[int, int], cols: tuple[int, int], shift: tuple[float, float]
-    ) -> tuple[Image, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """The frame's box at output ``rows`` x ``cols`` moved by ``shift``, cubic (OpenCV).
-
-        Returns the box and per-row and per-column indicators of output pixels inside the
-        frame (the frame's edge pixels are replicated up to half a pixel beyond it).
-        """
-        d = self.drizzle
-        height, width = self.shape[:2]
-        inv = 1.0 / d
-        x0 = (cols[0] + 0.5) * inv - 0.5 - shift[0]
-        y0 = (rows[0] + 0.5) * inv - 0.5 - shift[1]
-        mat = np.array([[inv, 0.0, x0], [0.0, inv, y0]], dtype=np.float64)
-        n_x, n_y = cols[1] - cols[0], rows[1] - rows[0]
-        box = cv2.warpAffine(
-            frame,
-            mat,
-            (n_x, n_y),
-            flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        px = x0 + inv * np.arange(n_x)
-        py = y0 + inv * np.arange(n_y)
-        rx = ((px >= -0.5) & (px <= width - 0.5)).astype(np.float64)
-        ry = ((py >= -0.5) & (py <= height - 0.5)).astype(np.float64)
-        return box, ry, rx
 
     def _resample(
         self, frame: Image, rows: tuple[int, int], cols: tuple[int, int], shift: tuple[float, float]
@@ -365,6 +317,9 @@ class PatchStacker:
         if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
             msg = f"weights: expected {n} finite weights >= 0, got {w.tolist()}"
             raise ValueError(msg)
+        if self.kernel == "cubic":
+            self._add_field(data, idx, sh, w)
+            return
         out_h, out_w = self.out_shape[:2]
         box = self._box
         win = self._window
@@ -375,23 +330,74 @@ class PatchStacker:
             va, vb = max(v0, 0), min(v0 + box, out_h)
             if ua >= ub or va >= vb or w[j] == 0.0:
                 continue
-            if self.kernel == "cubic":
-                res, ry, rx = self._warp_cubic(data, (va, vb), (ua, ub), (sh[j, 0], sh[j, 1]))
-            else:
-                res, ry, rx = self._resample(data, (va, vb), (ua, ub), (sh[j, 0], sh[j, 1]))
+            res, ry, rx = self._resample(data, (va, vb), (ua, ub), (sh[j, 0], sh[j, 1]))
             wy = win[va - v0 : vb - v0] * w[j]
             wx = win[ua - u0 : ub - u0]
-            if self.kernel == "cubic":
-                # Interpolation: the box is already normalised; its weight is the window
-                # (0 where the output pixel lies beyond the frame).
-                win2 = np.outer(wy * ry, wx * rx)
-                self._weight[va:vb, ua:ub] += win2
-            else:
-                # Drop: the box is a sum of drops; its weight is the window times the drops.
-                win2 = np.outer(wy, wx)
-                self._weight[va:vb, ua:ub] += np.outer(wy * ry, wx * rx)
+            # Drop: the box is a sum of drops; its weight is the window times the drops.
+            win2 = np.outer(wy, wx)
+            self._weight[va:vb, ua:ub] += np.outer(wy * ry, wx * rx)
             self._sum[va:vb, ua:ub] += res * (win2 if res.ndim == 2 else win2[..., None])
             self.n_added[p] += 1
+
+    def _add_field(
+        self,
+        data: Image,
+        idx: npt.NDArray[np.int64],
+        sh: npt.NDArray[np.float64],
+        w: npt.NDArray[np.float64],
+    ) -> None:
+        """Cubic kernel: one remap of the frame by the points' shifts blended with their windows.
+
+        Warping every point's box on its own costs a warp per point (tens per frame); the same
+        windows that blend the boxes also blend their shifts into a smooth displacement field,
+        and one ``cv2.remap`` of the covered area then moves every pixel by its blend of the
+        local shifts. The accumulated weight is the sum of the selected points' windows, as
+        for separate boxes.
+        """
+        out_h, out_w = self.out_shape[:2]
+        box, win = self._box, self._window
+        spans = []
+        for j in range(len(idx)):
+            p = int(idx[j])
+            u0, v0 = int(self._u0[p]), int(self._v0[p])
+            ua, ub = max(u0, 0), min(u0 + box, out_w)
+            va, vb = max(v0, 0), min(v0 + box, out_h)
+            if ua < ub and va < vb and w[j] > 0.0:
+                spans.append((j, p, u0, v0, ua, ub, va, vb))
+        if not spans:
+            return
+        left = min(sp[4] for sp in spans)
+        right = max(sp[5] for sp in spans)
+        top = min(sp[6] for sp in spans)
+        bottom = max(sp[7] for sp in spans)
+        weight = np.zeros((bottom - top, right - left), dtype=np.float32)
+        field_x = np.zeros_like(weight)
+        field_y = np.zeros_like(weight)
+        for j, p, u0, v0, ua, ub, va, vb in spans:
+            win2 = np.outer(win[va - v0 : vb - v0] * w[j], win[ua - u0 : ub - u0])
+            rows, cols = slice(va - top, vb - top), slice(ua - left, ub - left)
+            weight[rows, cols] += win2
+            field_x[rows, cols] += win2 * np.float32(sh[j, 0])
+            field_y[rows, cols] += win2 * np.float32(sh[j, 1])
+            self.n_added[p] += 1
+        covered = weight > 0
+        safe = np.where(covered, weight, np.float32(1.0))
+        inv = 1.0 / self.drizzle
+        height, width = self.shape[:2]
+        xs = ((np.arange(left, right) + 0.5) * inv - 0.5).astype(np.float32)
+        ys = ((np.arange(top, bottom) + 0.5) * inv - 0.5).astype(np.float32)
+        map_x = xs[None, :] - field_x / safe
+        map_y = ys[:, None] - field_y / safe
+        moved = cv2.remap(
+            data, map_x, map_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+        )
+        # Output pixels whose source lies beyond the frame (edge replicated) get no weight.
+        inside = (map_x >= -0.5) & (map_x <= width - 0.5)
+        inside &= (map_y >= -0.5) & (map_y <= height - 0.5)
+        weight *= inside
+        self._weight[top:bottom, left:right] += weight
+        spread = weight if moved.ndim == 2 else weight[..., None]
+        self._sum[top:bottom, left:right] += moved * spread
 
     def add_background(self, frame: npt.ArrayLike) -> None:
         """Accumulate a globally aligned frame into the plain mean used outside the APs.
