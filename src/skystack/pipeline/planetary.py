@@ -307,7 +307,9 @@ def planetary_file(
                 [_aligned(frames.image(int(i)), shifts[int(i)], crop) for i in sharpest], axis=0
             ).astype(np.float32)
             reference_luma = _luminance(reference)
-            centres = align.place_alignment_points(reference_luma, config.ap_size)
+            centres = align.place_alignment_points(
+                reference_luma, config.ap_size, step=(3 * config.ap_size) // 4
+            )
             # Seeing moves a point by a pixel or two and the global shifts are good to about a
             # pixel: a search of ap_size / 8 (at least 4 px) is plenty and half the work of /4.
             aligner = (
