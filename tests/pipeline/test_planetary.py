@@ -122,3 +122,27 @@ def test_bayer_video_is_debayered_and_stacked_in_colour(tmp_path):
     ratio = stacked[disk].mean(axis=0) / stacked[disk].mean(axis=0)[1]
     truth_ratio = clean[truth_disk].mean(axis=0) / clean[truth_disk].mean(axis=0)[1]
     np.testing.assert_allclose(ratio, truth_ratio, rtol=0.05)
+
+
+@pytest.mark.filterwarnings("ignore::skystack.errors.FrameSkippedWarning")
+def test_a_bad_frame_in_a_folder_is_skipped_and_reported(jupiter, tmp_path, capsys):
+    from skystack.errors import FrameSkippedWarning
+    from skystack.io import write
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    with SerReader(jupiter.path) as ser:
+        for index in range(24):
+            write(ser[index].data, folder / f"frame_{index:03d}.png", bit_depth=16)
+    (folder / "frame_007.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    write(np.zeros((50, 60), dtype=np.float32), folder / "frame_030.png", bit_depth=16)
+    out = tmp_path / "stack.fits"
+    with pytest.warns(FrameSkippedWarning, match="frame_007.png"):
+        planetary_file(folder, out, LuckyConfig(ap_size=48, sharpen="none"))
+    rows = json.loads(out.with_suffix(".json").read_text())["frames"]
+    assert len(rows) == 25
+    bad = {row["index"]: row for row in rows if row["reason"]}
+    assert set(bad) == {7, 24} and not any(row["accepted"] for row in bad.values())
+    assert "frame_007.png" in bad[7]["reason"] and "frame_030.png" in bad[24]["reason"]
+    assert sum(row["accepted"] for row in rows) >= 6
+    assert np.isfinite(read(out).data).all()

@@ -27,7 +27,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -37,7 +38,14 @@ from typing import Any, Literal
 import numpy as np
 
 from skystack._typing import Image, ProgressCallback
-from skystack.errors import ConfigError, FormatError, MissingFileError, RegistrationError
+from skystack.errors import (
+    ConfigError,
+    FormatError,
+    FrameSkippedWarning,
+    MissingFileError,
+    RegistrationError,
+    SkystackError,
+)
 from skystack.frame import Frame, FrameMeta
 from skystack.io import detect_format, find_images, read, write
 from skystack.io._atomic import atomic_path, check_writable
@@ -168,6 +176,12 @@ class FrameSource:
         with self._lock:  # a video decoder keeps a position: one reader at a time
             return self._reader[index]
 
+    def name(self, index: int) -> str:
+        """How a frame is named in messages: its file, or ``VIDEO frame N``."""
+        if self._reader is None:
+            return str(self._files[index])
+        return f"{self.path} frame {index}"
+
     def image(self, index: int) -> Image:
         """Frame ``index`` as a float32 mono or RGB image (debayered)."""
         frame = self.frame(index)
@@ -276,13 +290,20 @@ def planetary_file(
             scores = np.empty(n)
             shifts = np.zeros((n, 2))
 
+            skipped: dict[int, str] = {}
+
             def survey(index: int) -> None:
-                luma = first_luma if index == 0 else _luminance(frames.image(index))
+                try:
+                    luma = first_luma if index == 0 else _luminance(frames.image(index))
+                except SkystackError as err:
+                    skipped[index] = " ".join(str(err).split())
+                    return
                 if luma.shape != first_luma.shape:
-                    raise FormatError(
-                        f"{source}: frame {index} is {luma.shape[1]}x{luma.shape[0]}, the first "
+                    skipped[index] = (
+                        f"{frames.name(index)}: {luma.shape[1]}x{luma.shape[0]}, the first frame "
                         f"is {first_luma.shape[1]}x{first_luma.shape[0]}"
                     )
+                    return
                 # On the object's box binned 2x2, a tenth of the frame's pixels: these scores only
                 # pick the reference frames, and the shift needs to be good to a pixel or so (the
                 # local shifts take up the rest).
@@ -298,6 +319,12 @@ def planetary_file(
                     shifts[index] = 2.0 * np.asarray(coarse)
 
             _each_frame(range(n), survey, report, "survey")
+        for index in sorted(skipped):
+            warnings.warn(f"frame {index} skipped: {skipped[index]}", FrameSkippedWarning, 2)
+        good = [i for i in range(n) if i not in skipped]
+        if len(good) < 2:
+            raise FormatError(f"{source}: fewer than 2 usable frames ({len(good)} of {n})")
+        scores[list(skipped)] = -np.inf
         crop = _widened(box, shifts, first_luma.shape)
         # Pass 2: reference from the sharpest frames, then local measures of every frame.
         with timer.step("reference"):
@@ -330,7 +357,7 @@ def planetary_file(
                 if aligner is not None:
                     local_quality[index] = quality.local_sharpness(luma, centres, config.ap_size)
 
-            _each_frame(range(n), measure, report, "measure")
+            _each_frame(good, measure, report, "measure")
         # Pass 3: every alignment point stacks its own best frames.
         with timer.step("stack"):
             chosen = (
@@ -338,7 +365,8 @@ def planetary_file(
                 if n_points
                 else np.zeros((n, 0), dtype=bool)
             )
-            best_global = set(quality.select_best(scores, config.best).tolist())
+            chosen[list(skipped)] = False
+            best_global = set(quality.select_best(scores, config.best).tolist()) - set(skipped)
             stacker = lucky.PatchStacker(
                 reference.shape, centres, config.ap_size, drizzle=config.drizzle
             )
@@ -390,7 +418,8 @@ def planetary_file(
         rows = [
             {
                 "index": int(i),
-                "accepted": bool(used[i]),
+                "accepted": bool(used[i]) and i not in skipped,
+                "reason": skipped.get(i),
                 "quality": float(scores[i]),
                 "shift": [float(shifts[i, 0]), float(shifts[i, 1])],
                 "points_used": int(chosen[i].sum()) if n_points else 0,
@@ -443,7 +472,7 @@ _BATCH = 8
 
 
 def _each_frame(
-    indices: range, work: Callable[[int], None], report: ProgressCallback, what: str
+    indices: Sequence[int], work: Callable[[int], None], report: ProgressCallback, what: str
 ) -> None:
     """``work(index)`` for every frame, on a few threads (OpenCV, FFTs and reading release the
     GIL), in batches so progress is reported as it goes."""
