@@ -64,81 +64,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _child import last_error, run_child
 
 TOOLS = ("skystack", "pss")
 LABELS = {"skystack": "skystack", "pss": "PSS 0.9.8", "best": "best single frame"}
 PSS_REQUIREMENT = "planetary-system-stacker>=0.9.8,<0.9.9"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skystack-bench"
 PSS_VENV = CACHE / "pss_venv"
-
-# A fresh small process runs each tool and reports its children's peak RSS: a child forked
-# straight from this (large) process would inherit this process's peak as its own on Linux.
-_PROBE = (
-    "import resource, subprocess, sys; "
-    "rc = subprocess.call(sys.argv[2:]); "
-    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
-    "open(sys.argv[1], 'w').write(f'{u.ru_maxrss} {u.ru_utime + u.ru_stime}'); "
-    "sys.exit(rc)"
-)
-
-
-def _tree_rss_kib(root: int) -> int:
-    """Summed RSS (KiB) of process ``root`` and all its descendants, from /proc."""
-    parent: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        parent[int(stat.parent.name)] = int(text[text.rindex(")") + 2 :].split()[1])
-    tree, frontier = {root}, [root]
-    while frontier:
-        frontier = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
-        tree.update(frontier)
-    total = 0
-    for pid in tree:
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total * (os.sysconf("SC_PAGE_SIZE") // 1024)
-
-
-def _run_child(
-    command: list[str], log: Path, *, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Run ``command`` with stdout+stderr to ``log``; wall time, exit code, CPU time, its peak
-    RSS (largest single process) and the peak of the summed RSS of its process tree."""
-    rss = log.with_suffix(".rss")
-    rss.unlink(missing_ok=True)
-    tree_peak = 0
-    with open(log, "wb") as out:
-        start = time.perf_counter()
-        child = subprocess.Popen(
-            [sys.executable, "-c", _PROBE, str(rss), *command],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=env,
-        )
-        while child.poll() is None:
-            tree_peak = max(tree_peak, _tree_rss_kib(child.pid))
-            time.sleep(0.25)
-        wall = time.perf_counter() - start
-    peak = cpu = float("nan")
-    if rss.exists():
-        kib, seconds = rss.read_text().split()
-        peak, cpu = int(kib) / 1024, float(seconds)
-    load = os.getloadavg()[0]
-    return {"wall_s": wall, "rc": child.returncode, "peak_mb": peak, "cpu_s": cpu,
-            "tree_mb": tree_peak / 1024, "load": load, "log": log}  # fmt: skip
-
-
-def _last_error(log: Path) -> str:
-    lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
-    errors = [x for x in lines if re.search(r"error|failed|Traceback|No such", x, re.IGNORECASE)]
-    return (errors or lines or ["(no output)"])[-1].strip()
-
 
 # --------------------------------------------------------------------------- PSS install
 
@@ -250,9 +182,9 @@ def _run_tool(tool: str, video: Path, root: Path) -> dict[str, Any]:
         skystack = str(Path(sys.executable).with_name("skystack"))
         command = [skystack, "planetary", str(video), "-o", str(out), "--best", "25%"]
         command += ["--ap-size", "64", "--sharpen", "none", "--overwrite"]
-        run = _run_child(command, root / "log_skystack.txt")
+        run = run_child(command, root / "log_skystack.txt")
         if run["rc"] != 0 or not out.exists():
-            run["error"] = f"skystack planetary not available or failed: {_last_error(run['log'])}"
+            run["error"] = f"skystack planetary not available or failed: {last_error(run['log'])}"
         run["out"] = out
         return run
     command, why = _pss_command()
@@ -268,10 +200,10 @@ def _run_tool(tool: str, video: Path, root: Path) -> dict[str, Any]:
     command += [linked.name, "-m", "Planet", "-a", "64", "-s", "25", "--drizzle", "Off"]
     command += ["--out_format", "tiff", "--protocol_detail", "2"]
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    run = _run_child(command, root / "log_pss.txt", cwd=folder, env=env)
+    run = run_child(command, root / "log_pss.txt", cwd=folder, env=env)
     log = run["log"].read_text(errors="replace")
     if run["rc"] != 0 or not out.exists() or "Traceback" in log:
-        run["error"] = f"PSS failed: {_last_error(run['log'])}"
+        run["error"] = f"PSS failed: {last_error(run['log'])}"
     own = re.findall(r"Execution over all\s+([0-9.]+)", log)
     run["own_s"] = float(own[-1]) if own else None
     aps = re.findall(r"Number of alignment points[^0-9]*(\d+)", log, re.IGNORECASE)

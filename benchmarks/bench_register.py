@@ -37,7 +37,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,39 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _child import run_child
 
 SIRIL = "siril-cli"
 TOOLS = ("skystack-dm", "astroalign", "skystack-register", "siril")
 
 
 # --------------------------------------------------------------------------- child processes
-
-
-# A fresh small process runs each tool and reports its children's peak RSS: a child forked
-# straight from this (large) process would inherit this process's peak as its own on Linux.
-_PROBE = (
-    "import resource, subprocess, sys; "
-    "rc = subprocess.call(sys.argv[2:]); "
-    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
-    "sys.exit(rc)"
-)
-
-
-def _run_child(command: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``command`` with stdout+stderr to ``log``; wall time, exit code and its peak RSS."""
-    rss = log.with_suffix(".rss")
-    with open(log, "wb") as out:
-        start = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-c", _PROBE, str(rss), *command],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            check=False,
-        )
-        wall = time.perf_counter() - start
-    peak = int(rss.read_text()) / 1024 if rss.exists() else float("nan")
-    return {"wall_s": wall, "rc": result.returncode, "peak_mb": peak}
 
 
 def _worker_skystack(lights: list[Path]) -> dict[str, Any]:
@@ -263,7 +236,7 @@ def _run_siril(folder: Path, work: Path, height: int) -> dict[str, Any] | None:
     )
     env = dict(os.environ, XDG_CONFIG_HOME=str(work / "xdg"))
     log = work / "siril.log"
-    run = _run_child([SIRIL, "-s", str(script)], log, env=env)
+    run = run_child([SIRIL, "-s", str(script)], log, env=env)
     text = log.read_text(errors="replace")
     run.update(_parse_siril_log(text, height))
     run["log"] = str(log)
@@ -282,7 +255,7 @@ def _stats(errors: list[float]) -> tuple[str, str]:
 def _worker_run(name: str, folder: Path, work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     out = work / f"{name}.json"
     command = [sys.executable, __file__, "--worker", name, "--folder", str(folder)]
-    run = _run_child([*command, "--out", str(out)], work / f"{name}.log")
+    run = run_child([*command, "--out", str(out)], work / f"{name}.log")
     if run["rc"] != 0 or not out.exists():
         print((work / f"{name}.log").read_text()[-3000:])
         raise SystemExit(f"{name} worker failed (exit {run['rc']})")
@@ -409,7 +382,7 @@ def _bench(args: Any, config: Any, root: Path) -> None:
     out_dir = work / "skystack-registered"
     skystack = Path(sys.executable).with_name("skystack")
     log = work / "skystack-register.log"
-    run = _run_child([str(skystack), "register", *lights, "-o", str(out_dir)], log)
+    run = run_child([str(skystack), "register", *lights, "-o", str(out_dir)], log)
     json_path = out_dir / "registration.json"
     if run["rc"] != 0 or not json_path.exists():
         print(log.read_text()[-3000:])

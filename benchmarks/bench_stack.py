@@ -57,10 +57,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -68,76 +66,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _child import last_error, run_child
 
 PEERS = Path("/work/shared/peers")
 SIRIL_SH = PEERS / "siril_stack.sh"
 PY_PEER = PEERS / "py_peer.py"
 TOOLS = ("skystack", "siril", "astroalign")
 LABELS = {"skystack": "skystack", "siril": "Siril 1.0.6", "astroalign": "astroalign+ccdproc"}
-
-# A fresh small process runs each tool and reports its children's peak RSS: a child forked
-# straight from this (large) process would inherit this process's peak as its own on Linux.
-_PROBE = (
-    "import resource, subprocess, sys; "
-    "rc = subprocess.call(sys.argv[2:]); "
-    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
-    "open(sys.argv[1], 'w').write(f'{u.ru_maxrss} {u.ru_utime + u.ru_stime}'); "
-    "sys.exit(rc)"
-)
-
-
-def _tree_rss_kib(root: int) -> int:
-    """Summed RSS (KiB) of process ``root`` and all its descendants, from /proc."""
-    parent: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        parent[int(stat.parent.name)] = int(text[text.rindex(")") + 2 :].split()[1])
-    tree, frontier = {root}, [root]
-    while frontier:
-        frontier = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
-        tree.update(frontier)
-    total = 0
-    for pid in tree:
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total * (os.sysconf("SC_PAGE_SIZE") // 1024)
-
-
-def _run_child(command: list[str], log: Path) -> dict[str, Any]:
-    """Run ``command`` with stdout+stderr to ``log``; wall time, exit code, CPU time, its peak
-    RSS (largest single process) and the peak of the summed RSS of its process tree (sampled
-    every 0.25 s: tools that run worker processes use more than their largest process)."""
-    rss = log.with_suffix(".rss")
-    rss.unlink(missing_ok=True)
-    tree_peak = 0
-    with open(log, "wb") as out:
-        start = time.perf_counter()
-        child = subprocess.Popen(
-            [sys.executable, "-c", _PROBE, str(rss), *command], stdout=out, stderr=subprocess.STDOUT
-        )
-        while child.poll() is None:
-            tree_peak = max(tree_peak, _tree_rss_kib(child.pid))
-            time.sleep(0.25)
-        wall = time.perf_counter() - start
-    peak = cpu = float("nan")
-    if rss.exists():
-        kib, seconds = rss.read_text().split()
-        peak, cpu = int(kib) / 1024, float(seconds)
-    load = os.getloadavg()[0]  # 1-minute load at the end: other work on the machine skews times
-    return {"wall_s": wall, "rc": child.returncode, "peak_mb": peak, "cpu_s": cpu,
-            "tree_mb": tree_peak / 1024, "load": load, "log": log}  # fmt: skip
-
-
-def _last_error(log: Path) -> str:
-    lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
-    errors = [x for x in lines if re.search(r"error|failed|Traceback", x, re.IGNORECASE)]
-    return (errors or lines or ["(no output)"])[-1].strip()
-
 
 # --------------------------------------------------------------------------- session
 
@@ -342,10 +277,10 @@ def _compare(args: argparse.Namespace, root: Path) -> int:
         out = root / f"out_{tool}.fits"
         out.unlink(missing_ok=True)
         print(f"running {LABELS[tool]} ...", flush=True)
-        run = _run_child(_command(tool, root, out), root / f"log_{tool}.txt")
+        run = run_child(_command(tool, root, out), root / f"log_{tool}.txt")
         log = run["log"].read_text(errors="replace")
         if run["rc"] != 0 or not out.exists():
-            run["error"] = _last_error(run["log"])
+            run["error"] = last_error(run["log"])
             print(
                 f"{LABELS[tool]}: FAILED (exit {run['rc']}) after {run['wall_s']:.1f} s: "
                 f"{run['error']} (log {run['log']})",
@@ -496,14 +431,14 @@ def _memory_test(args: argparse.Namespace, root: Path) -> int:
     )
     out = root / "out_memory.fits"
     skystack = str(Path(sys.executable).with_name("skystack"))
-    run = _run_child(
+    run = run_child(
         [skystack, "stack", str(lights), "-o", str(out), "--overwrite"], root / "log_memory.txt"
     )
     mp = args.width * args.height / 1e6
     if run["rc"] != 0 or not out.exists():
         print(
             f"skystack stack {args.frames} x {mp:.0f} MP: FAILED (exit {run['rc']}) after "
-            f"{run['wall_s']:.1f} s, peak RSS {run['peak_mb']:.0f} MB: {_last_error(run['log'])}"
+            f"{run['wall_s']:.1f} s, peak RSS {run['peak_mb']:.0f} MB: {last_error(run['log'])}"
         )
         return 1
     report = json.loads(out.with_suffix(".json").read_text())
