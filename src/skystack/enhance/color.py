@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from skystack._typing import Image
 from skystack.color.balance import neutralize_background, white_balance
-from skystack.detect.stars import StarTable, find_stars
+from skystack.detect.stars import StarTable, find_stars, luminance
 from skystack.enhance.stretch import map_row_strips
 from skystack.errors import ColorCalibrationError, ConfigError, GeometryError
 
@@ -526,7 +526,7 @@ def smooth_star_colour(image: Image, mask: Image, *, sigma: float = 1.5) -> Imag
     # The blurs run on the whole image (threaded OpenCV); the per-pixel work only on the
     # masked pixels, a few per cent of a frame.
     positive = np.clip(out, 0.0, None)
-    level = cv2.transform(positive, np.full((1, 3), 1.0 / 3.0, dtype=np.float32))
+    level = luminance(positive)
     blurred = cv2.GaussianBlur(positive, (0, 0), sigma).reshape(-1, 3)[inside]
     blurred_level = cv2.GaussianBlur(level, (0, 0), sigma).reshape(-1)[inside]
     pixels = out.reshape(-1, 3)

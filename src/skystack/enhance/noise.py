@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from skystack._typing import Image
+from skystack.detect.stars import luminance
 from skystack.errors import GeometryError
 
 __all__ = ["noise_map", "relative_noise"]
@@ -59,8 +60,7 @@ def noise_map(image: npt.ArrayLike, *, box: int = 64) -> Image:
     """
     data = np.asarray(image, dtype=np.float32)
     if data.ndim == 3 and data.shape[2] == 3:
-        # cv2.transform is a threaded channel mix: 10x faster than a strided numpy mean.
-        data = cv2.transform(data, np.full((1, 3), 1.0 / 3.0, dtype=np.float32))
+        data = luminance(data)
     if data.ndim != 2 or min(data.shape) < 8:
         raise GeometryError(f"noise_map needs an (H, W) or (H, W, 3) image, not {data.shape}")
     if box < 8:

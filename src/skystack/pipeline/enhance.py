@@ -346,10 +346,10 @@ def _stretch(data: Image, config: EnhanceConfig) -> Image:
 def _sharpen(data: Image, config: EnhanceConfig, protect: Image) -> Image:
     """Sharpen the luminance and add its new detail to every channel (colours unchanged)."""
     if data.ndim == 3:
-        import cv2
+        from skystack.detect.stars import luminance
 
-        luminance = cv2.transform(data, np.full((1, 3), 1.0 / 3.0, dtype=np.float32))
-        detail = _sharpen(luminance, config, protect) - luminance
+        grey = luminance(data)
+        detail = _sharpen(grey, config, protect) - grey
         return data + detail[..., None]
     from skystack.enhance import sharpen
 

@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from skystack._typing import Image, ProgressCallback
+from skystack.detect.stars import luminance
 from skystack.errors import (
     ConfigError,
     FormatError,
@@ -220,10 +221,6 @@ def sharpened_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_sharp{output.suffix}")
 
 
-def _luminance(image: Image) -> Image:
-    return image if image.ndim == 2 else image.mean(axis=2, dtype=np.float32)
-
-
 class _Timer:
     def __init__(self) -> None:
         self.timings: list[tuple[str, float]] = []
@@ -283,7 +280,7 @@ def planetary_file(
         # Pass 1: sharpness and global shift of every frame against the first.
         with timer.step("survey"):
             first = frames.image(0)
-            first_luma = _luminance(first)
+            first_luma = luminance(first)
             box = roi.find_object(first_luma, mode=config.mode)
             first_box = _binned(box.crop(first_luma))
             window = cv2.createHanningWindow(first_box.shape[::-1], cv2.CV_32F)
@@ -294,7 +291,7 @@ def planetary_file(
 
             def survey(index: int) -> None:
                 try:
-                    luma = first_luma if index == 0 else _luminance(frames.image(index))
+                    luma = first_luma if index == 0 else luminance(frames.image(index))
                 except SkystackError as err:
                     skipped[index] = " ".join(str(err).split())
                     return
@@ -333,7 +330,7 @@ def planetary_file(
             reference = np.mean(
                 [_aligned(frames.image(int(i)), shifts[int(i)], crop) for i in sharpest], axis=0
             ).astype(np.float32)
-            reference_luma = _luminance(reference)
+            reference_luma = luminance(reference)
             centres = align.place_alignment_points(
                 reference_luma, config.ap_size, step=(3 * config.ap_size) // 4
             )
@@ -352,7 +349,7 @@ def planetary_file(
 
             def measure(index: int) -> None:
                 # Sharpness needs no sub-pixel alignment: the crop moved by whole pixels.
-                luma = _luminance(_integer_aligned(frames.image(index), shifts[index], crop))
+                luma = luminance(_integer_aligned(frames.image(index), shifts[index], crop))
                 scores[index] = quality.sharpness(luma)
                 if aligner is not None:
                     local_quality[index] = quality.local_sharpness(luma, centres, config.ap_size)
@@ -379,7 +376,7 @@ def planetary_file(
                 if points.size and aligner is not None:
                     # Local shifts against the reference, only where this frame is stacked;
                     # they also take up what the global alignment left.
-                    local, _ = aligner.shifts(_luminance(aligned), points=points)
+                    local, _ = aligner.shifts(luminance(aligned), points=points)
                 return index, aligned, points, local
 
             # Frames are prepared in worker threads, a few at a time (bounded memory), and

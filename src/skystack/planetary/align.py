@@ -38,6 +38,7 @@ import numpy.typing as npt
 import scipy.fft
 
 from skystack._typing import XY, Image
+from skystack.detect.stars import luminance
 from skystack.errors import ConfigError, GeometryError, RegistrationError
 
 __all__ = [
@@ -88,7 +89,7 @@ def _mono(image: npt.ArrayLike, name: str) -> npt.NDArray[np.float32]:
     """A float32 (H, W) view or copy of ``image``; colour reduced to the channel mean."""
     data = np.asarray(image)
     if data.ndim == 3 and data.shape[2] == 3:
-        return data.mean(axis=2, dtype=np.float32)
+        return luminance(data)
     if data.ndim != 2:
         raise GeometryError(f"the {name} has shape {data.shape}; expected (H, W) or (H, W, 3)")
     return data.astype(np.float32, copy=False)

@@ -26,11 +26,11 @@ import numpy as np
 import numpy.typing as npt
 
 from skystack._typing import Image, Mask
+from skystack.detect.stars import luminance as channel_mean
 from skystack.errors import ConfigError, GeometryError
 
 __all__ = ["luminance", "gradient_energy", "sharpness", "local_sharpness", "select_best"]
 
-_THIRD = np.array([[1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]], dtype=np.float32)
 _TINY = 1e-30
 
 
@@ -55,9 +55,7 @@ def luminance(image: npt.ArrayLike) -> Image:
     """
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 3:
-        rgb = np.ascontiguousarray(arr, dtype=np.float32)
-        lum = cv2.transform(rgb, _THIRD)
-        lum = lum.reshape(arr.shape[:2])
+        lum = channel_mean(arr)
     elif arr.ndim == 2:
         lum = np.ascontiguousarray(arr, dtype=np.float32)
     else:
