@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/skystack demo skystack-demo --overwrite
+	$(BIN)/skystack demo skystack-demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests

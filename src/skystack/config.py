@@ -1,7 +1,7 @@
 """Settings of each pipeline stage as frozen dataclasses (only :mod:`skystack.pipeline` uses them).
 
 Every field has the default a user gets with no option; the command line builds these from its
-flags, and recipes (TOML) will load and dump them.
+flags, and recipes (TOML, :mod:`skystack.recipe`) load and dump a :class:`PipelineConfig`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ __all__ = [
     "RegistrationConfig",
     "StackConfig",
     "EnhanceConfig",
+    "PipelineConfig",
     "BackgroundChoice",
     "StretchChoice",
     "StarsChoice",
@@ -337,3 +338,17 @@ class EnhanceConfig:
                 1.3 if picture else 1.0
             ),
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """Every setting of ``skystack process``: one config per stage, as a recipe holds them.
+
+    The calibration frames and masters (``calibration.masters``) and the reference frame are
+    not part of it: ``process`` finds them per group of lights.
+    """
+
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    stack: StackConfig = field(default_factory=StackConfig)
+    enhance: EnhanceConfig = field(default_factory=lambda: EnhanceConfig().resolved())

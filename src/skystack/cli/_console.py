@@ -7,22 +7,43 @@ pipes), so standard output stays clean for results.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
+from typing import Literal, TypeAlias
 
-__all__ = ["ProgressCallback", "configure_logging", "progress_reporter"]
+__all__ = ["ProgressCallback", "configure_logging", "progress_reporter", "LogFormat"]
 
 
 from skystack._typing import ProgressCallback
 
 _log = logging.getLogger("skystack")
 
+LogFormat: TypeAlias = Literal["text", "json"]
 
-def configure_logging(*, debug: bool) -> None:
-    """Send skystack's log records and Python warnings to stderr, one line each."""
+
+class _JsonLines(logging.Formatter):
+    """One JSON object per record: ``{"event": "log", "time", "level", "message"}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({
+            "event": "log", "time": round(record.created, 3), "level": record.levelname,
+            "message": record.getMessage(),
+        })  # fmt: skip
+
+
+def configure_logging(*, debug: bool, log_format: LogFormat = "text", quiet: bool = False) -> None:
+    """Send skystack's log records and Python warnings to stderr, one line each.
+
+    ``quiet`` keeps warnings and errors only; ``log_format="json"`` writes JSON lines.
+    """
     handler: logging.Handler
-    if sys.stderr.isatty():
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JsonLines())
+    elif sys.stderr.isatty():
         from rich.logging import RichHandler
 
         handler = RichHandler(show_time=False, show_path=debug, markup=False)
@@ -32,7 +53,7 @@ def configure_logging(*, debug: bool) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     for noisy in ("numba", "distributed", "asyncio", "PIL", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import warnings
@@ -45,9 +66,19 @@ def configure_logging(*, debug: bool) -> None:
 
 
 @contextlib.contextmanager
-def progress_reporter(description: str) -> Iterator[ProgressCallback]:
-    """Yield a progress callback: a rich progress bar on a terminal, log lines otherwise."""
-    if sys.stderr.isatty():
+def progress_reporter(
+    description: str, *, log_format: LogFormat = "text", quiet: bool = False
+) -> Iterator[ProgressCallback]:
+    """Yield a progress callback for ``progress(done, total, step)``.
+
+    On a terminal: one rich display with a bar and an ETA per step. Otherwise: plain log lines
+    (about ten per step), or JSON lines ``{"event": "progress", ...}`` with ``log_format="json"``;
+    nothing when ``quiet``.
+    """
+    if quiet:
+        yield lambda done, total, what: None
+        return
+    if log_format == "text" and sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         with Progress(
@@ -57,20 +88,33 @@ def progress_reporter(description: str) -> Iterator[ProgressCallback]:
             TimeRemainingColumn(),
             transient=True,
         ) as bar:
-            task = bar.add_task(description, total=None)
+            tasks: dict[str, object] = {}
 
             def update(done: int, total: int, what: str) -> None:
-                bar.update(task, completed=done, total=total, description=f"{description}: {what}")
+                if what not in tasks:
+                    tasks[what] = bar.add_task(f"{description}: {what}", total=total)
+                bar.update(tasks[what], completed=done, total=total)  # type: ignore[arg-type]
 
             yield update
         return
     last: dict[str, int] = {}
 
-    def log_line(done: int, total: int, what: str) -> None:
+    def throttled(done: int, total: int, what: str) -> bool:
         # About ten lines per step, plus the last one: readable in a CI log.
         stride = max(1, total // 10)
         if done == total or done - last.get(what, -stride) >= stride:
             last[what] = done
+            return True
+        return False
+
+    def log_line(done: int, total: int, what: str) -> None:
+        if throttled(done, total, what):
             _log.info("%s: %s %d/%d", description, what, done, total)
 
-    yield log_line
+    def json_line(done: int, total: int, what: str) -> None:
+        if throttled(done, total, what):
+            event = {"event": "progress", "time": round(time.time(), 3), "command": description,
+                     "step": what, "done": done, "total": total}  # fmt: skip
+            print(json.dumps(event), file=sys.stderr, flush=True)
+
+    yield json_line if log_format == "json" else log_line

@@ -19,17 +19,18 @@ def demo_command(
         Path("skystack-demo"), help="Folder to write the sample session and results into."
     ),
     seed: int = typer.Option(1, "--seed", help="Seed of the simulated session."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier demo results."),
 ) -> int:
     """Simulate a night's session (lights, darks, flats, bias) and process it, end to end.
 
-    Writes the session under DIR/session and the results (FITS and PNG) under DIR.
+    Writes the session under DIR/session and runs `skystack process` on it into DIR/results
+    (stack, picture, report.html). A re-run reuses both.
     """
     from skystack.cli._console import progress_reporter
     from skystack.pipeline.demo import run_demo
 
     with progress_reporter("demo") as progress:
-        result = run_demo(directory, seed=seed, overwrite=overwrite, progress=progress)
+        result = run_demo(directory, seed=seed, progress=progress)
     for path in result.outputs:
         print(f"wrote {path}")
+    print(f"open the report: {result.report.resolve()}")
     return 0

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import typer
 
 from skystack import __version__
-from skystack.cli import calibrate, convert, demo, enhance, info, planetary, trails
+from skystack.cli import calibrate, convert, demo, enhance, info, planetary, process, trails
 from skystack.cli import register as register_cli
 from skystack.cli import stack as stack_cli
 
@@ -65,6 +65,7 @@ demo.register(app)
 trails.register(app)
 enhance.register(app)
 planetary.register(app)
+process.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

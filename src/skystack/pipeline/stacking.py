@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,22 @@ def stack_files(
     stack: StackConfig,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    cache_dir: Path | None = None,
+    cache_key: str | None = None,
+    history: Sequence[str] = (),
 ) -> StackRun:
     """Calibrate (if calibration sources are given), register and stack ``lights``.
+
+    Parameters
+    ----------
+    cache_dir : Path, optional
+        Where the calibrated and registered frames are kept (default: a hidden folder beside
+        ``output``, removed at the end unless ``stack.keep_cache``).
+    cache_key : str, optional
+        What the lights and masters are (e.g. a hash of their content): a cache made for
+        another key is emptied first. Without it, a cache is recognised by paths and settings.
+    history : sequence of str
+        More FITS HISTORY lines for the output (e.g. the recipe it was made with).
 
     Returns
     -------
@@ -107,8 +122,8 @@ def stack_files(
             raise OutputExistsError(
                 f"{path}: output exists already; pass --overwrite to replace it"
             )
-    cache = _cache_dir(output)
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else _cache_dir(output)
+    _open_cache(cache, cache_key)
     inputs = [Path(p) for p in lights]
     calibrated: dict[Path, Path] = {p: p for p in inputs}
     reasons: dict[Path, str] = {}
@@ -202,7 +217,7 @@ def stack_files(
         inputs, calibrated, by_calibrated, reasons, accepted, weights, result, reference_row
     )
     settings = _settings(calibration, registration, stack)
-    history = _history(settings, len(accepted), len(inputs))
+    history = [*_history(settings, len(accepted), len(inputs)), *history]
     meta = FrameMeta(path=output, kind="light", exposure=reference_row.exposure)
     write(Frame(result.image, meta), output, history=history, overwrite=True)
     maps = _write_maps(output, result, overwrite=True) if stack.maps else ()
@@ -229,6 +244,19 @@ def stack_files(
     )
 
 
+def _open_cache(cache: Path, key: str | None) -> None:
+    """Create the cache folder, emptied first when it was made for another ``key``."""
+    stamp = cache / "key.txt"
+    if key is not None and cache.is_dir() and (
+        not stamp.is_file() or stamp.read_text() != key
+    ):
+        _log.info("discarding %s: made from other frames or masters", cache)
+        shutil.rmtree(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    if key is not None:
+        stamp.write_text(key)
+
+
 def _calibrate(
     inputs: list[Path],
     cache: Path,
@@ -245,6 +273,8 @@ def _calibrate(
         if record["stamp"] == stamp and all(p.is_file() for p in outputs.values()):
             _log.info("reusing the calibrated frames in %s", cache / "calibrated")
             return outputs, {Path(k): v for k, v in record["skipped"].items()}
+    # Frames registered from earlier calibrated frames are stale now.
+    shutil.rmtree(cache / "registered", ignore_errors=True)
     run = calibrate_files(
         inputs, cache / "calibrated", calibration, overwrite=True, progress=progress
     )
