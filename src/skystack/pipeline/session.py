@@ -14,15 +14,16 @@ import logging
 import math
 import os
 import re
-import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from skystack._typing import FrameKind
-from skystack.errors import FileAccessError, FormatError, MissingFileError, SkystackError
+from skystack.errors import FileAccessError, MissingFileError, SkystackError
+from skystack.pipeline._filenames import kind_of_folders, parse_name
+from skystack.pipeline._headers import probe
 
 __all__ = [
     "SessionFile",
@@ -42,31 +43,6 @@ _TEMPERATURE_GAP_C = 2.0  # darks further apart than this are different temperat
 _OUTPUT_FOLDER = "skystack"
 _RESERVED_NAMES = frozenset({"cache", "report.html", "recipe.toml"})  # inside the output folder
 _UNKNOWN_KIND = "cannot tell whether it is a light, dark, flat or bias"
-_KIND_WORDS: dict[str, FrameKind] = {
-    **dict.fromkeys(("light", "lights"), "light"),
-    **dict.fromkeys(("dark", "darks"), "dark"),
-    **dict.fromkeys(("flat", "flats", "flatfield", "flatfields"), "flat"),
-    **dict.fromkeys(("bias", "biases", "offset", "offsets"), "bias"),
-    **dict.fromkeys(("darkflat", "darkflats", "flatdark", "flatdarks"), "dark-flat"),
-}  # fmt: skip
-_FILTERS = {
-    "l": "L", "lum": "L", "luminance": "L", "r": "R", "red": "R", "g": "G", "green": "G",
-    "b": "B", "blue": "B", "ha": "Ha", "halpha": "Ha", "hb": "Hb", "hbeta": "Hb", "oiii": "OIII",
-    "o3": "OIII", "sii": "SII", "s2": "SII", "ircut": "IRCUT", "lp": "LP", "uvir": "UVIR",
-    "cls": "CLS", "lpro": "L-Pro", "lenhance": "L-eNhance", "lextreme": "L-eXtreme",
-}  # fmt: skip
-_EXPOSURE_RE = re.compile(r"(?i)^(\d+(?:\.\d+)?)(s|sec|secs|seconds|ms)$")
-_SECONDS = frozenset({"s", "sec", "secs", "seconds"})
-_GAIN_RE = re.compile(r"(?i)^(?:gain|iso)[=-]?(\d+(?:\.\d+)?)$")
-_TEMPERATURE_RE = re.compile(r"(?i)^(-?\d+(?:\.\d+)?)c$")
-_DATE_RE = re.compile(
-    r"^(\d{4})-?(\d\d)-?(\d\d)(?:[T_ -]?(\d\d)[-:]?(\d\d)[-:]?(\d\d)(?:\.\d+)?)?$"
-)
-_OTHER_RE = re.compile(r"(?i)^(bin\d.*|offset\d+|\d+x\d+|[-+]?\d+(?:\.\d+)?)$")
-_CAMERA_WORDS = frozenset(
-    "img dsc dscf dscn pict image frame capture autosave stack master snapshot".split()
-)
-_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 @dataclass(frozen=True)
@@ -296,214 +272,24 @@ def _classify(path: Path, root: Path) -> tuple[SessionFile, bool] | str:
     session has no other lights.
     """
     try:
-        header_kind, values, shape = _probe(path)
+        header_kind, values, shape = probe(path)
     except SkystackError as err:
         text = str(err).removeprefix(f"{path}: ").strip().splitlines()
         return f"unreadable: {text[0] if text else type(err).__name__}"
     stem = path.name
     if stem.lower().endswith((".gz", ".bz2")):
         stem = stem.rsplit(".", 1)[0]
-    name = _parse_name(stem.rsplit(".", 1)[0])
+    name = parse_name(stem.rsplit(".", 1)[0])
     kind: FrameKind | None = header_kind
     found_by: FoundBy = "header"
     if kind is None:
-        kind, found_by = _kind_of_folders(path, root), "folder"
+        kind, found_by = kind_of_folders(path, root), "folder"
     if kind is None:
         kind, found_by = name.pop("kind", None), "name"
     for key in ("exposure", "gain", "filter", "target", "temperature", "time"):
         if values.get(key) is None:
             values[key] = name.get(key)
     return SessionFile(path, kind or "light", found_by, shape=shape, **values), kind is not None
-
-
-def _kind_of_folders(path: Path, root: Path) -> FrameKind | None:
-    """The kind named by the nearest folder between ``root`` and the file."""
-    for folder in reversed(path.parent.relative_to(root).parts):
-        words = [w for w in re.split(r"[\s_-]+", folder) if w]
-        for n in (2, 1):  # "Dark Flats", "Darks", "Darks 300s", "Flats_Ha"
-            kind = _KIND_WORDS.get("".join(words[:n]).lower())
-            if kind and all(_is_attribute(w) for w in words[n:]):
-                return kind
-    return None
-
-
-def _is_attribute(word: str) -> bool:
-    """A file-name or folder token that states a setting, a date or a number (not a name)."""
-    if _FILTERS.get(re.sub(r"[\s-]", "", word.lower())) or word.lower() in _SECONDS:
-        return True
-    patterns = (_EXPOSURE_RE, _GAIN_RE, _TEMPERATURE_RE, _DATE_RE, _OTHER_RE)
-    return any(p.match(word) for p in patterns)
-
-
-def _kind_of_words(words: list[str]) -> FrameKind | None:
-    keys = [re.sub(r"[\s.-]+", "", w.lower()) for w in words]
-    kinds: set[FrameKind] = set()
-    i = 0
-    while i < len(keys):
-        if i + 1 < len(keys) and _KIND_WORDS.get(keys[i] + keys[i + 1]) == "dark-flat":
-            kinds.add("dark-flat")  # "Dark_Flat_..."
-            i += 2
-            continue
-        if keys[i] in _KIND_WORDS:
-            kinds.add(_KIND_WORDS[keys[i]])
-        i += 1
-    return kinds.pop() if len(kinds) == 1 else None
-
-
-def _parse_name(stem: str) -> dict[str, Any]:
-    """Kind, exposure, gain, temperature, filter, target and time from a capture program's name."""
-    tokens = [t.strip() for t in stem.split("_") if t.strip()]
-    words = [w for w in re.split(r"[\s_-]+", stem) if w]
-    kind = _kind_of_words(tokens) or _kind_of_words(words)
-    # A kind word alone ("bias.fits", "dark_current.fits") is not a capture program's name.
-    found: dict[str, Any] = {"kind": kind if any(_is_attribute(w) for w in words) else None}
-    for i, token in enumerate(tokens):
-        nxt = tokens[i + 1].lower() if i + 1 < len(tokens) else ""
-        if m := _EXPOSURE_RE.match(token):
-            scale = 0.001 if m.group(2).lower() == "ms" else 1.0
-            found.setdefault("exposure", float(m.group(1)) * scale)
-        elif nxt in _SECONDS and re.fullmatch(r"\d+(?:\.\d+)?", token):
-            found.setdefault("exposure", float(token))  # Ekos: "300_secs"
-        elif m := _GAIN_RE.match(token):
-            found.setdefault("gain", float(m.group(1)))
-        elif m := _TEMPERATURE_RE.match(token):
-            found.setdefault("temperature", float(m.group(1)))
-        elif m := _DATE_RE.match(token):
-            found.setdefault("time", _name_time(m))
-    if found["kind"] is not None or "exposure" in found:  # a capture program's pattern
-        filters = (_FILTERS.get(re.sub(r"[\s-]", "", t.lower())) for t in tokens)
-        found["filter"] = next((f for f in filters if f), None)
-        for token in tokens:
-            parts = [re.sub(r"\.", "", w.lower()) for w in re.split(r"[\s-]+", token) if w]
-            if re.search(r"[A-Za-z]", token) and not all(
-                p in _KIND_WORDS or p in _CAMERA_WORDS or _is_attribute(p) for p in parts
-            ):
-                found["target"] = token
-                break
-    return found
-
-
-def _name_time(match: re.Match[str]) -> datetime | None:
-    numbers = [int(g) for g in match.groups() if g is not None]
-    try:
-        return datetime(*numbers)  # type: ignore[arg-type]
-    except ValueError:
-        return None
-
-
-# --------------------------------------------------------------------------------------------
-# Reading metadata (headers only where the format allows)
-
-
-def _probe(path: Path) -> tuple[FrameKind | None, dict[str, Any], tuple[int, ...]]:
-    from skystack.io import detect_format, read
-
-    fmt = detect_format(path)
-    if fmt == "fits":
-        return _probe_fits(path)
-    if fmt == "tiff":
-        return _probe_tiff(path)
-    if fmt in ("png", "jpeg"):
-        return _probe_picture(path, fmt)
-    frame = read(path)  # raw, XISF, SER, video, IRAF: no cheaper reader at hand
-    meta = frame.meta
-    fields = {k: getattr(meta, k) for k in ("exposure", "gain", "iso", "filter", "target")}
-    fields.update(temperature=meta.temperature, date_obs=meta.date_obs)
-    return meta.kind, _values(fields), tuple(frame.data.shape)
-
-
-def _values(fields: Mapping[str, Any]) -> dict[str, Any]:
-    gain = fields.get("gain")
-    if gain is None and fields.get("iso") is not None:
-        gain = float(fields["iso"])
-    filt = fields.get("filter")
-    if isinstance(filt, str):
-        filt = _FILTERS.get(re.sub(r"[\s-]", "", filt.lower()), filt.strip()) or None
-    target = fields.get("target")
-    target = str(target).strip() or None if target is not None else None
-    return {
-        "exposure": fields.get("exposure"),
-        "gain": gain,
-        "filter": filt,
-        "target": target,
-        "temperature": fields.get("temperature"),
-        "time": fields.get("date_obs"),
-    }
-
-
-def _probe_fits(path: Path) -> tuple[FrameKind | None, dict[str, Any], tuple[int, ...]]:
-    from astropy.io import fits
-    from astropy.io.fits.verify import VerifyError, VerifyWarning
-    from astropy.utils.exceptions import AstropyUserWarning
-
-    from skystack.io._common import one_line
-    from skystack.io.fits import _check_dimensions, _image_hdu, meta_fields_from_cards
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", VerifyWarning)
-        warnings.simplefilter("ignore", AstropyUserWarning)
-        try:
-            with fits.open(path, lazy_load_hdus=True, memmap=False) as hdul:
-                hdu = _image_hdu(hdul, path)
-                dims = _check_dimensions(hdu.header, path)
-                cards = tuple((c.keyword, c.value, c.comment) for c in hdu.header.cards)
-                whole_file_compressed = path.suffix.lower() in (".gz", ".bz2")
-                if not isinstance(hdu, fits.CompImageHDU) and not whole_file_compressed:
-                    sample = abs(int(hdu.header["BITPIX"])) // 8
-                    need = hdu.fileinfo()["datLoc"] + sample * math.prod(dims)
-                    if path.stat().st_size < need:
-                        raise FormatError(f"{path}: FITS data are truncated (expected {dims})")
-        except FormatError:
-            raise
-        except (OSError, ValueError, TypeError, KeyError, IndexError, VerifyError) as err:
-            raise FormatError(f"{path}: not a readable FITS header ({one_line(err)})") from err
-    shape = (dims[1], dims[2], 3) if len(dims) == 3 and dims[0] == 3 else dims[-2:]
-    fields = meta_fields_from_cards(cards, height=shape[0])
-    if fields.get("temperature") is None:
-        set_temp = dict((k.upper(), v) for k, v, _ in cards).get("SET-TEMP")
-        if isinstance(set_temp, int | float) and not isinstance(set_temp, bool):
-            fields["temperature"] = float(set_temp)
-    return fields.get("kind"), _values(fields), tuple(shape)
-
-
-def _probe_tiff(path: Path) -> tuple[FrameKind | None, dict[str, Any], tuple[int, ...]]:
-    import tifffile
-
-    from skystack.io._common import one_line
-    from skystack.io.tiff import meta_from_exif, read_exif
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
-            axes, dims, photometric = page.axes, tuple(page.shape), int(page.photometric)
-        with open(path, "rb") as fh:
-            fields = meta_from_exif(read_exif(fh)).fields
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as err:
-        raise FormatError(f"{path}: not a readable TIFF file ({one_line(err)})") from err
-    if "Y" not in axes or "X" not in axes:
-        raise FormatError(f"{path}: TIFF page with axes {axes!r} is not a 2-D image")
-    height, width = dims[axes.index("Y")], dims[axes.index("X")]
-    colour = photometric == 3 or ("S" in axes and dims[axes.index("S")] >= 3)
-    return None, _values(fields), (height, width, 3) if colour else (height, width)
-
-
-def _probe_picture(path: Path, fmt: str) -> tuple[None, dict[str, Any], tuple[int, ...]]:
-    from PIL import Image
-
-    from skystack.io._common import one_line
-    from skystack.io.tiff import meta_from_exif, read_exif
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                (width, height), mode, exif = image.size, image.mode, image.info.get("exif")
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise FormatError(f"{path}: not a readable {fmt.upper()} file ({one_line(err)})") from err
-    fields: dict[str, Any] = {}
-    if isinstance(exif, bytes) and exif.startswith(b"Exif\x00\x00"):
-        fields = meta_from_exif(read_exif(exif[6:])).fields
-    return None, _values(fields), (height, width) if mode in _GREY_MODES else (height, width, 3)
 
 
 # --------------------------------------------------------------------------------------------
