@@ -55,9 +55,26 @@ def _sky(image: np.ndarray) -> float:
     return float(sigma_clipped_stats(image[np.isfinite(image)], sigma=2.5)[1])
 
 
+def _input_state(session: Path) -> dict[str, tuple[str, int]]:
+    """SHA-256 and modification time of every file of the session except process's outputs."""
+    import hashlib
+
+    return {
+        str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(session.rglob("*"))
+        if p.is_file() and "skystack" not in p.relative_to(session).parts
+    }
+
+
 @pytest.fixture(scope="module")
 def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write_night(tmp_path_factory.mktemp("process"))
+    session = _write_night(tmp_path_factory.mktemp("process"))
+    _BEFORE.update(_input_state(session))
+    return session
+
+
+_BEFORE: dict[str, tuple[str, int]] = {}
+"""The session's files as written, before any run."""
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +231,9 @@ def test_json_lines_for_machines(
     groups = [e for e in events if e["event"] == "group"]
     assert len(groups) == 4 and all(e["stacked"] == 4 for e in groups)
     assert all(e["event"] in ("log", "progress") for e in logged)
+
+
+def test_the_session_files_are_never_modified(first_run: ProcessRun, night: Path) -> None:
+    # Runs above: a full run, a re-run, a new stretch, a killed and resumed run, JSON lines.
+    assert len(_BEFORE) == 4 * (4 + 3 + 3 + 3)
+    assert _input_state(night) == _BEFORE
