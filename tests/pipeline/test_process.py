@@ -237,3 +237,24 @@ def test_the_session_files_are_never_modified(first_run: ProcessRun, night: Path
     # Runs above: a full run, a re-run, a new stretch, a killed and resumed run, JSON lines.
     assert len(_BEFORE) == 4 * (4 + 3 + 3 + 3)
     assert _input_state(night) == _BEFORE
+
+
+def test_a_group_that_cannot_be_stacked_is_reported_and_the_others_are_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from skystack.sim import SessionConfig, write_session
+
+    session = tmp_path / "night"
+    for exposure, lights in ((30.0, 3), (60.0, 1)):
+        config = SessionConfig(
+            width=160, height=120, n_lights=lights, n_bias=0, n_darks=0, n_flats=0,
+            star_count=60, exposure_s=exposure, filter="L", target="M42", extended="none",
+        )  # fmt: skip
+        write_session(session / f"{exposure:.0f}s", config, seed=SEED)
+        shutil.rmtree(session / f"{exposure:.0f}s" / "truth")
+    assert main(["process", str(session)]) == 2
+    out = capsys.readouterr().out
+    assert "M42-L-30s: stacked 3 of 3 lights" in out
+    assert "M42-L-60s: not stacked:" in out
+    html = (session / "skystack" / "report.html").read_text()
+    assert "M42-L-60s" in html and "light_0001.fits" in html

@@ -138,7 +138,9 @@ def process_command(
         for path in group.outputs.values():
             emit("output", f"  {path}", path=str(path))
     emit("report", f"report: {run.report}", path=str(run.report))
-    return 2 if failed else 0
+    if failed:
+        raise typer.Exit(code=2)
+    return 0
 
 
 def _emitter(log_format: str):  # noqa: ANN202
