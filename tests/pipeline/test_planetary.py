@@ -12,7 +12,7 @@ from skimage.metrics import structural_similarity
 from skystack.cli.main import main
 from skystack.io import read
 from skystack.io.ser import SerReader
-from skystack.pipeline.planetary import LuckyConfig, planetary_file, sharpened_path
+from skystack.pipeline.planetary import LuckyConfig, open_frames, planetary_file, sharpened_path
 from skystack.planetary.align import global_shift, shift_image
 from skystack.planetary.quality import sharpness
 from skystack.sim import PlanetaryConfig, write_planetary_ser
@@ -146,3 +146,18 @@ def test_a_bad_frame_in_a_folder_is_skipped_and_reported(jupiter, tmp_path, caps
     assert "frame_007.png" in bad[7]["reason"] and "frame_030.png" in bad[24]["reason"]
     assert sum(row["accepted"] for row in rows) >= 6
     assert np.isfinite(read(out).data).all()
+
+
+@pytest.mark.parametrize(("color", "bit_depth"), [("mono", 8), ("rgb", 16), ("bayer", 16)])
+def test_frame_crops_read_like_whole_frames(tmp_path, color, bit_depth):
+    config = PlanetaryConfig(width=64, height=48, n_frames=3, color=color, bit_depth=bit_depth)
+    truth = write_planetary_ser(tmp_path / "crop.ser", config, seed=1)
+    with open_frames(truth.path) as frames:
+        whole = frames.image(2)
+        for box in [(5, 4, 60, 40), (-6, -3, 20, 10), (50, 40, 70, 55)]:
+            x0, y0, x1, y1 = box
+            rows = np.clip(np.arange(y0, y1), 0, 47)
+            cols = np.clip(np.arange(x0, x1), 0, 63)
+            crop = frames.crop(2, box)
+            assert crop.dtype == np.float32 and crop.shape[:2] == (y1 - y0, x1 - x0)
+            np.testing.assert_array_equal(crop, whole[np.ix_(rows, cols)])

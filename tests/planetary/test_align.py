@@ -6,13 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
-from skystack.errors import ConfigError, GeometryError
+from skystack.errors import ConfigError, GeometryError, RegistrationError
 from skystack.planetary.align import (
     LocalAligner,
+    PhaseCorrelator,
+    alignment_grid,
     global_shift,
     local_shifts,
     place_alignment_points,
     shift_image,
+    usable_alignment_points,
 )
 from skystack.sim import PlanetaryConfig, make_planetary, render_planetary_frame
 
@@ -87,6 +90,37 @@ def test_global_shift_colour_and_errors(sessions):
         global_shift(reference, reference, method="sift")  # type: ignore[arg-type]
 
 
+def test_phase_correlator_reuses_the_reference_at_any_size(sessions, rng):
+    # An odd, slow-to-transform size: the correlator pads it to a fast one.
+    reference = _frame(sessions["moon"])[3:194, 5:207]
+    correlator = PhaseCorrelator(reference)
+    for sx, sy in [(1.37, -0.62), (-4.25, 2.8)]:
+        image = _noisy(shift_image(reference, sx, sy), rng)
+        dx, dy = correlator.shift(image)
+        assert (dx, dy) == pytest.approx((-sx, -sy), abs=0.1)
+        assert global_shift(reference, image) == pytest.approx((dx, dy), abs=1e-6)
+    with pytest.raises(GeometryError, match="differ in shape"):
+        correlator.shift(reference[:-1])
+    with pytest.raises(RegistrationError, match="non-finite"):
+        correlator.shift(np.full_like(reference, np.nan))
+    noise = rng.normal(0.5, 0.1, reference.shape).astype(np.float32)
+    with pytest.raises(RegistrationError, match="no significant peak"):
+        PhaseCorrelator(noise).shift(reference, min_significance=50.0)
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(0.3, -0.4), (1.7, -1.99), (-0.5, 0.0), (5.2, -3.1)])
+def test_shift_image_cubic_is_opencv_bicubic(rng, dx, dy):
+    # Small shifts take a separable 4-tap filter; it must be OpenCV's bicubic warp exactly.
+    image = cv2.GaussianBlur(rng.random((40, 52)).astype(np.float32), (0, 0), 1.5)
+    matrix = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+    expected = cv2.warpAffine(
+        image, matrix, (52, 40), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
+    np.testing.assert_allclose(shift_image(image, dx, dy), expected, atol=1e-5)
+    rgb = np.stack([image, 2 * image, 3 * image], axis=-1)
+    np.testing.assert_allclose(shift_image(rgb, dx, dy)[..., 2], 3 * expected, atol=3e-5)
+
+
 def test_shift_image_moves_content_by_dx_dy():
     image = np.zeros((40, 50), dtype=np.float32)
     image[10, 20] = 1.0
@@ -118,6 +152,17 @@ def test_alignment_points_lie_on_the_planet(sessions, ap_size):
     assert len(centres) < 0.6 * len(everywhere)
     # Centres sit on a grid of step ap_size // 2.
     assert np.all(np.diff(np.unique(centres[:, 0])) % half == 0)
+
+
+def test_grid_and_usable_points_make_place_alignment_points(sessions):
+    reference = _frame(sessions["jupiter"])
+    grid = alignment_grid(reference.shape, 48, step=36)
+    keep = usable_alignment_points(reference, grid, 48)
+    np.testing.assert_array_equal(grid[keep], place_alignment_points(reference, 48, step=36))
+    assert 0 < keep.sum() < len(grid)
+    # A box reaching beyond the frame is never usable.
+    outside = np.array([[10.0, 120.0], [WIDTH - 5.0, 120.0]])
+    assert not usable_alignment_points(reference, outside, 48).any()
 
 
 def test_alignment_points_cover_the_moon_and_skip_the_sky(sessions, rng):

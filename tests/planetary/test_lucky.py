@@ -316,6 +316,52 @@ def test_align_channels_recovers_dispersion():
         align_channels(green)
 
 
+# -- contributions and phases ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("color", [False, True])
+def test_contributions_prepared_apart_sum_like_add(rng, color):
+    from concurrent.futures import ThreadPoolExecutor
+
+    image = _moon(96, 128, 4)
+    if color:
+        image = np.stack([image, image * 0.8, image * 0.6 + 0.1], axis=-1)
+    # Points near the edges too: their boxes, moved, read beyond the frame.
+    centres = _grid(12, 116, 12, 84, 16.0)
+    frames = [image + rng.normal(0, 0.01, image.shape).astype(np.float32) for _ in range(6)]
+    picks = [rng.choice(len(centres), 9, replace=False) for _ in frames]
+    moves = [rng.uniform(-3.0, 3.0, (9, 2)) for _ in frames]
+    direct = PatchStacker(image.shape, centres, 24)
+    apart = PatchStacker(image.shape, centres, 24)
+    for frame, points, shifts in zip(frames, picks, moves, strict=True):
+        direct.add(frame, points, shifts)
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(apart.contribution, frames, picks, moves))
+    for part in parts:
+        apart.add_contribution(part)
+    np.testing.assert_array_equal(apart.result(), direct.result())
+    assert apart.n_added.sum() == 6 * 9
+
+
+@pytest.mark.parametrize("phases", [1, 2, 3, 6])
+def test_shifts_are_rounded_to_the_phases(phases):
+    image = _smooth(48, 64)
+    centres = _grid(20, 44, 16, 32, 8.0)
+    dx = 0.4  # rounded to the nearest multiple of 1 / phases
+    st = PatchStacker(image.shape, centres, 16, phases=phases)
+    st.add(_shift(image, -dx, 0.0), np.arange(len(centres)), np.tile([dx, 0.0], (len(centres), 1)))
+    out = st.result()
+    rounded = round(dx * phases) / phases
+    expected = _shift(_shift(image, -dx, 0.0), rounded, 0.0)
+    # Where the windows sum to less than a half the stack is blended into the background,
+    # when there is one.
+    covered = st.coverage() > 0.5
+    assert np.isfinite(out[covered]).all() and covered.mean() > 0.2
+    np.testing.assert_allclose(out[covered], expected[covered], atol=5e-4)
+    with pytest.raises(ValueError, match="phases: expected a count of sub-pixel phases"):
+        PatchStacker(image.shape, centres, 16, phases=0)
+
+
 # -- memory and errors --------------------------------------------------------------------------
 
 

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from skystack.errors import ConfigError, GeometryError
-from skystack.planetary.quality import local_sharpness, luminance, select_best, sharpness
+from skystack.planetary.quality import (
+    local_sharpness,
+    luminance,
+    measure_sharpness,
+    select_best,
+    sharpness,
+)
 from skystack.sim import PlanetaryConfig, make_planetary, render_planetary_frame
 
 
@@ -100,6 +106,19 @@ def test_local_sharpness_whole_frame_box_equals_sharpness(jupiter):
     frame = frames[1]
     value = local_sharpness(frame, [(160, 120)], 1000)[0]
     assert value == pytest.approx(sharpness(frame), rel=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_measure_sharpness_is_sharpness_and_local_sharpness(jupiter, sigma):
+    _, frames = jupiter
+    frame = frames[2]
+    centres = [(100, 80), (160, 120), (-500, 10)]
+    whole, boxes = measure_sharpness(frame, centres, 32, sigma=sigma)
+    assert whole == pytest.approx(sharpness(frame, sigma=sigma), rel=1e-6)
+    np.testing.assert_allclose(boxes, local_sharpness(frame, centres, 32, sigma=sigma))
+    assert np.isnan(boxes[2]) and boxes[1] > 0
+    with pytest.raises(ConfigError, match="box size"):
+        measure_sharpness(frame, centres, 0)
 
 
 def test_local_sharpness_follows_regional_blur(jupiter):

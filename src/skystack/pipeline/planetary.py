@@ -1,19 +1,20 @@
 """``skystack planetary``: lucky imaging from a SER, a video or a folder of frames.
 
-The frames are streamed three times, so memory holds a few frames and per-frame numbers whatever
-the frame count (a SER is memory-mapped one frame at a time):
+The frames are streamed twice, so memory holds a few frames and per-frame numbers whatever
+the frame count (a SER frame is read box by box, a few rows at a time):
 
-1. **Survey.** Each frame's sharpness and its global shift against the first frame (sub-pixel
-   phase correlation, or the disk centroid for a planet). The object's box (region of interest)
-   is found on the first frame and widened by the largest shift seen.
-2. **Reference and local measures.** The sharpest few frames, aligned, are averaged into a
-   reference; alignment points are placed on its structure. For every frame and point the local
-   sharpness and the local shift against the reference are measured (the local shifts also take
-   up what the global alignment left).
-3. **Stack.** Each alignment point takes its own best N% frames (:func:`select_per_point`); the
-   patches, shifted by their local shifts, are blended with smooth windows; the globally best
-   N% frames fill in where no point covers. Colour stacks get their R and B channels aligned to
-   G (atmospheric dispersion).
+1. **Survey.** On the object's box (region of interest, found on the first frame) binned 2x2:
+   each frame's global shift against the first frame (phase correlation, on the box binned
+   4x4, or the disk centroid), its sharpness, and its local sharpness at every candidate
+   alignment point (a grid over the box), all from the one read. The sharpest few frames,
+   aligned, are then averaged into a reference; the candidates with detail on it become the
+   alignment points.
+2. **Stack.** Each alignment point takes its own best N% frames (:func:`select_per_point`).
+   A frame needed by any point is read once, moved by the whole pixels of its global shift,
+   and measured against the reference at those points only (the local shifts also take up
+   the sub-pixel rest); its boxes go to the stacker, blended with smooth windows. The
+   globally best N% frames, shifted sub-pixel, fill in where no point covers. Colour stacks
+   get their R and B channels aligned to G (atmospheric dispersion).
 
 The result is written linear (``OUT``, cropped to the object's box) with a sidecar ``OUT.json``
 (settings and a row per frame: quality, shift, used or not); the wavelet-sharpened picture goes
@@ -28,8 +29,9 @@ import os
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,11 +40,11 @@ from typing import Any, Literal
 import numpy as np
 
 from skystack._typing import Image, ProgressCallback
-from skystack.detect.stars import luminance
 from skystack.errors import (
     ConfigError,
     FormatError,
     FrameSkippedWarning,
+    GeometryError,
     MissingFileError,
     RegistrationError,
     SkystackError,
@@ -143,6 +145,8 @@ class FrameSource:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._shape: tuple[int, ...] | None = None
+        self._fd: int | None = None
         self._reader: Any = None
         self._lock: threading.Lock | None = None
         self._files: list[Path] = []
@@ -154,6 +158,9 @@ class FrameSource:
                 from skystack.io.ser import SerReader
 
                 self._reader = SerReader(self.path)
+                if self._reader.header.color_id.cfa is None:
+                    # Crops of frames that need no debayering are read directly.
+                    self._fd = os.open(self.path, os.O_RDONLY)
             elif kind == "video":
                 from skystack.io.video import VideoReader
 
@@ -177,6 +184,11 @@ class FrameSource:
         with self._lock:  # a video decoder keeps a position: one reader at a time
             return self._reader[index]
 
+    @property
+    def finite(self) -> bool:
+        """True when the frames come from integer samples (a SER or a video): no NaN or Inf."""
+        return self._reader is not None
+
     def name(self, index: int) -> str:
         """How a frame is named in messages: its file, or ``VIDEO frame N``."""
         if self._reader is None:
@@ -193,7 +205,61 @@ class FrameSource:
             data = debayer(data, pattern=frame.meta.cfa, method="bilinear")
         return np.asarray(data, dtype=np.float32)
 
+    def crop(self, index: int, box: tuple[int, int, int, int]) -> Image:
+        """The box ``(x0, y0, x1, y1)`` of frame ``index`` as :meth:`image` gives it.
+
+        Parts of the box beyond the frame repeat its edge. A SER frame that needs no
+        debayering is converted to float only inside the box.
+
+        Raises
+        ------
+        GeometryError
+            The frame's size differs from the first frame's.
+        SkystackError
+            The frame cannot be read.
+        """
+        if self._fd is not None:
+            return self._ser_crop(index, box)
+        data = self.image(index)
+        if self._shape is None:
+            self._shape = self.image(0).shape
+        if data.shape != self._shape:
+            height, width = self._shape[:2]
+            raise GeometryError(
+                f"{self.name(index)}: {data.shape[1]}x{data.shape[0]}, the first frame is "
+                f"{width}x{height}"
+            )
+        return np.asarray(_clamped(data, box), dtype=np.float32)
+
+    def _ser_crop(self, index: int, box: tuple[int, int, int, int]) -> Image:
+        """:meth:`crop` of a SER frame that needs no debayering: only the box's rows are read
+        (one ``pread``, no memory map) and only the box is converted to float."""
+        from skystack.io.ser import SER_HEADER_SIZE, SerColorId
+
+        assert self._fd is not None
+        header = self._reader.header
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.path}: frame index {index} is out of range")
+        x0, y0, x1, y1 = box
+        top = min(max(y0, 0), header.height - 1)
+        bottom = max(min(y1, header.height), top + 1)
+        row_bytes = header.frame_bytes // header.height
+        offset = SER_HEADER_SIZE + index * header.frame_bytes + top * row_bytes
+        size = (bottom - top) * row_bytes
+        buffer = os.pread(self._fd, size, offset)
+        if len(buffer) != size:
+            raise FormatError(f"{self.name(index)}: the file ends inside the frame")
+        rows = np.frombuffer(buffer, dtype=header.dtype).reshape((bottom - top, *header.shape[1:]))
+        if header.color_id == SerColorId.BGR:
+            rows = rows[..., ::-1]
+        out = _clamped(rows, (x0, y0 - top, x1, y1 - top)).astype(np.float32)
+        out *= np.float32(1.0 / self._reader.full_scale)
+        return out
+
     def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._reader is not None:
             self._reader.close()
 
@@ -259,9 +325,9 @@ def planetary_file(
     -------
     PlanetaryRun
     """
-    import cv2
 
     from skystack.planetary import align, lucky, quality, roi
+    from skystack.planetary.quality import luminance
 
     start = time.perf_counter()
     config = config or LuckyConfig()
@@ -277,43 +343,50 @@ def planetary_file(
 
     with open_frames(source) as frames:
         n = len(frames)
-        # Pass 1: sharpness and global shift of every frame against the first.
+
+        def _luma(image: Image) -> Image:
+            # Mono frames from integer samples need no channel mean and no NaN check.
+            return image if image.ndim == 2 and frames.finite else luminance(image)
+
+        # Pass 1: every frame's global shift against the first, its sharpness, and its local
+        # sharpness at every candidate alignment point (a grid over the object's box).
         with timer.step("survey"):
-            first = frames.image(0)
-            first_luma = luminance(first)
+            first_luma = luminance(frames.image(0))
             box = roi.find_object(first_luma, mode=config.mode)
-            first_box = _binned(box.crop(first_luma))
-            window = cv2.createHanningWindow(first_box.shape[::-1], cv2.CV_32F)
+            region = (box.x0, box.y0, box.x1, box.y1)
+            step = (3 * config.ap_size) // 4
+            candidates = align.alignment_grid(box.shape, config.ap_size, step=step)
+            first_binned = _binned(box.crop(first_luma))
+            correlator = (
+                align.PhaseCorrelator(_binned(first_binned)) if config.align == "phase" else None
+            )
             scores = np.empty(n)
             shifts = np.zeros((n, 2))
-
+            local_quality = np.zeros((n, len(candidates)), dtype=np.float32)
             skipped: dict[int, str] = {}
 
             def survey(index: int) -> None:
                 try:
-                    luma = first_luma if index == 0 else luminance(frames.image(index))
+                    luma = _luma(frames.crop(index, region))
                 except SkystackError as err:
                     skipped[index] = " ".join(str(err).split())
                     return
-                if luma.shape != first_luma.shape:
-                    skipped[index] = (
-                        f"{frames.name(index)}: {luma.shape[1]}x{luma.shape[0]}, the first frame "
-                        f"is {first_luma.shape[1]}x{first_luma.shape[0]}"
-                    )
-                    return
-                # On the object's box binned 2x2, a tenth of the frame's pixels: these scores only
-                # pick the reference frames, and the shift needs to be good to a pixel or so (the
-                # local shifts take up the rest).
-                binned = _binned(box.crop(luma))
-                scores[index] = quality.sharpness(binned)
-                if index and config.align == "phase":
-                    # OpenCV's windowed phase correlation: 5x faster than a finer estimator,
-                    # and fine enough here. It returns how far the frame moved; undo it.
-                    (moved_x, moved_y), _ = cv2.phaseCorrelate(first_box, binned, window)
-                    shifts[index] = (-2.0 * moved_x, -2.0 * moved_y)
+                # On the box binned 2x2, a quarter of its pixels: the shift needs to be good
+                # to a pixel or so (the local shifts take up the rest), and the sharpness only
+                # ranks the frames.
+                binned = _binned(luma)
+                if index and correlator is not None:
+                    shifts[index] = 4.0 * np.asarray(correlator.shift(_binned(binned)))
                 elif index:
-                    coarse = align.global_shift(first_box, binned, method=config.align)
+                    coarse = align.global_shift(first_binned, binned, method=config.align)
                     shifts[index] = 2.0 * np.asarray(coarse)
+                # A point at x of the first frame is at x - shift in this one; binned pixel
+                # j covers pixels 2j and 2j + 1.
+                at = (candidates - shifts[index] - 0.5) / 2.0
+                scores[index], local = quality.measure_sharpness(
+                    binned, at, config.ap_size // 2, sigma=0.0
+                )
+                local_quality[index] = np.nan_to_num(local, nan=0.0)
 
             _each_frame(range(n), survey, report, "survey")
         for index in sorted(skipped):
@@ -322,40 +395,34 @@ def planetary_file(
         if len(good) < 2:
             raise FormatError(f"{source}: fewer than 2 usable frames ({len(good)} of {n})")
         scores[list(skipped)] = -np.inf
-        crop = _widened(box, shifts, first_luma.shape)
-        # Pass 2: reference from the sharpest frames, then local measures of every frame.
+        crop = _widened(box, shifts[good], first_luma.shape)
+        # The sharpest frames, aligned, make the reference; the candidate points with detail
+        # on it become the alignment points.
         with timer.step("reference"):
-            count = min(n, max(2, config.reference_frames))
+            count = min(len(good), max(2, config.reference_frames))
             sharpest = np.argsort(scores)[::-1][:count]
             reference = np.mean(
                 [_aligned(frames.image(int(i)), shifts[int(i)], crop) for i in sharpest], axis=0
             ).astype(np.float32)
             reference_luma = luminance(reference)
-            centres = align.place_alignment_points(
-                reference_luma, config.ap_size, step=(3 * config.ap_size) // 4
-            )
+            candidates -= (crop[0] - box.x0, crop[1] - box.y0)
+            keep = align.usable_alignment_points(reference_luma, candidates, config.ap_size)
+            centres = candidates[keep]
+            local_quality = local_quality[:, keep]
             # Seeing moves a point by a pixel or two and the global shifts are good to about a
-            # pixel: a search of ap_size / 8 (at least 4 px) is plenty and half the work of /4.
+            # pixel: a search of ap_size / 8 (at least 4 px) is plenty. The points are matched
+            # on the middle 3/4 of their box, which their blending window weights most: as
+            # close to the truth as the whole box, in 0.6x the time.
+            match_size = max(8, (3 * config.ap_size) // 4)
             aligner = (
                 align.LocalAligner(
-                    reference_luma, centres, config.ap_size, search=max(4, config.ap_size // 8)
+                    reference_luma, centres, match_size, search=max(4, config.ap_size // 8)
                 )
                 if len(centres)
                 else None
             )
         n_points = len(centres)
-        local_quality = np.zeros((n, n_points), dtype=np.float32)
-        with timer.step("measure"):
-
-            def measure(index: int) -> None:
-                # Sharpness needs no sub-pixel alignment: the crop moved by whole pixels.
-                luma = luminance(_integer_aligned(frames.image(index), shifts[index], crop))
-                scores[index] = quality.sharpness(luma)
-                if aligner is not None:
-                    local_quality[index] = quality.local_sharpness(luma, centres, config.ap_size)
-
-            _each_frame(good, measure, report, "measure")
-        # Pass 3: every alignment point stacks its own best frames.
+        # Pass 2: every alignment point stacks its own best frames.
         with timer.step("stack"):
             chosen = (
                 lucky.select_per_point(local_quality, config.best)
@@ -365,29 +432,42 @@ def planetary_file(
             chosen[list(skipped)] = False
             best_global = set(quality.select_best(scores, config.best).tolist()) - set(skipped)
             stacker = lucky.PatchStacker(
-                reference.shape, centres, config.ap_size, drizzle=config.drizzle
+                reference.shape,
+                centres,
+                config.ap_size,
+                drizzle=config.drizzle,
+                phases=_phases(reference.shape),
             )
             needed = [i for i in range(n) if chosen[i].any() or i in best_global]
 
-            def prepare(index: int) -> tuple[int, Image, np.ndarray, np.ndarray | None]:
+            def prepare(index: int) -> tuple[Any, Image | None]:
+                # The frame's box moved by the whole pixels of its shift (a copy, no
+                # resampling); the local shifts take up the fraction left.
+                whole = np.rint(shifts[index]).astype(int)
+                x0, y0, x1, y1 = crop
+                moved = frames.crop(
+                    index, (x0 - whole[0], y0 - whole[1], x1 - whole[0], y1 - whole[1])
+                )
                 points = np.flatnonzero(chosen[index])
-                aligned = _aligned(frames.image(index), shifts[index], crop)
-                local = None
+                contribution = None
                 if points.size and aligner is not None:
-                    # Local shifts against the reference, only where this frame is stacked;
-                    # they also take up what the global alignment left.
-                    local, _ = aligner.shifts(luminance(aligned), points=points)
-                return index, aligned, points, local
+                    local, _ = aligner.shifts(_luma(moved), points=points)
+                    contribution = stacker.contribution(moved, points, local)
+                background = None
+                if index in best_global:
+                    rest = shifts[index] - whole
+                    background = align.shift_image(moved, float(rest[0]), float(rest[1]))
+                return contribution, background
 
             # Frames are prepared in worker threads, a few at a time (bounded memory), and
-            # added to the accumulator in this thread, in order.
-            for done, (index, aligned, points, local) in enumerate(
+            # summed in this thread, in order.
+            for done, (contribution, background) in enumerate(
                 _prepared_frames(needed, prepare), start=1
             ):
-                if local is not None:
-                    stacker.add(aligned, points, local)
-                if index in best_global:
-                    stacker.add_background(aligned)
+                if contribution is not None:
+                    stacker.add_contribution(contribution)
+                if background is not None:
+                    stacker.add_background(background)
                 report(done, len(needed), "stack")
             stacked = stacker.result()
             if stacked.ndim == 3:
@@ -472,40 +552,70 @@ def _each_frame(
     indices: Sequence[int], work: Callable[[int], None], report: ProgressCallback, what: str
 ) -> None:
     """``work(index)`` for every frame, on a few threads (OpenCV, FFTs and reading release the
-    GIL), in batches so progress is reported as it goes."""
+    GIL), reporting progress every few batches."""
     total = len(indices)
-    with ThreadPoolExecutor(_THREADS) as pool:
-        for start in range(0, total, _BATCH * _THREADS):
-            batch = indices[start : start + _BATCH * _THREADS]
-            list(pool.map(work, batch))
-            report(min(start + len(batch), total), total, what)
+    step = _BATCH * _THREADS
+    for done, _ in enumerate(_prepared_frames(indices, work), start=1):
+        if done % step == 0 or done == total:
+            report(done, total, what)
 
 
-def _prepared_frames(indices: list[int], prepare: Callable[[int], Any]) -> Iterator[Any]:
-    """``prepare(index)`` for each index on worker threads, yielded in order, at most a few
-    batches ahead (so memory holds a bounded number of prepared frames)."""
+def _prepared_frames(indices: Sequence[int], prepare: Callable[[int], Any]) -> Iterator[Any]:
+    """``prepare(index)`` for each index on worker threads, yielded in order.
+
+    At most a few batches are in flight (so memory holds a bounded number of prepared
+    frames); a new frame is submitted as each result is taken, so the workers never wait for
+    a whole batch to be consumed.
+    """
+    ahead = _BATCH * _THREADS
     with ThreadPoolExecutor(_THREADS) as pool:
-        step = _BATCH * _THREADS
-        for start in range(0, len(indices), step):
-            yield from pool.map(prepare, indices[start : start + step])
+        pending: deque[Future[Any]] = deque()
+        queue = iter(indices)
+        for index in queue:
+            pending.append(pool.submit(prepare, index))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            result = pending.popleft().result()
+            for index in queue:
+                pending.append(pool.submit(prepare, index))
+                break
+            yield result
+
+
+_PHASE_BUDGET = 256 * 2**20  # bytes for the stacker's per-phase sums
+
+
+def _phases(shape: tuple[int, ...]) -> int:
+    """Sub-pixel phases per axis of the stacker: 3 (shifts rounded to 1/3 px), fewer for
+    frames so large that 9 float32 sums of the box would exceed 256 MB."""
+    size = 4 * int(np.prod(shape))
+    for phases in (3, 2):
+        if phases * phases * size <= _PHASE_BUDGET:
+            return phases
+    return 1
+
+
+def _clamped(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``image[y0:y1, x0:x1]``; rows and columns beyond the image repeat its edge."""
+    x0, y0, x1, y1 = box
+    height, width = image.shape[:2]
+    if 0 <= x0 and x1 <= width and 0 <= y0 and y1 <= height:
+        return image[y0:y1, x0:x1]
+    rows = np.clip(np.arange(y0, y1), 0, height - 1)
+    cols = np.clip(np.arange(x0, x1), 0, width - 1)
+    return image[np.ix_(rows, cols)]
 
 
 def _binned(image: Image) -> Image:
     """2x2 mean (odd last row/column dropped)."""
     import cv2
 
-    height, width = image.shape[:2]
-    return cv2.resize(image, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-
-
-def _integer_aligned(image: Image, shift: np.ndarray, crop: tuple[int, int, int, int]) -> Image:
-    """The object's box of ``image`` moved by the whole-pixel part of ``shift`` (no resampling)."""
-    x0, y0, x1, y1 = crop
-    dx, dy = (int(round(float(v))) for v in shift)
-    height, width = image.shape[:2]
-    ys = np.clip(np.arange(y0, y1) - dy, 0, height - 1)
-    xs = np.clip(np.arange(x0, x1) - dx, 0, width - 1)
-    return image[np.ix_(ys, xs)]
+    height, width = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
+    # An exact factor of 2 takes OpenCV's fast path (an odd size, a 10x slower general one).
+    return cv2.resize(
+        image[:height, :width], (width // 2, height // 2), interpolation=cv2.INTER_AREA
+    )
 
 
 def _aligned(image: Image, shift: np.ndarray, crop: tuple[int, int, int, int]) -> Image:

@@ -9,8 +9,9 @@ displacement and blend the boxes. This module is that engine, as a streaming acc
 * :func:`select_per_point` turns a ``(n_frames, n_points)`` table of local sharpness into the
   ``(n_frames, n_points)`` choice of frames for every AP;
 * :class:`PatchStacker` is fed one globally aligned frame at a time (``add`` with the APs it was
-  chosen for and their local shifts; ``add_background`` for the globally best frames) and holds
-  only arrays of the output size, so 10,000 frames cost no more memory than 10;
+  chosen for and their local shifts, or ``contribution`` on worker threads and
+  ``add_contribution`` in one; ``add_background`` for the globally best frames) and holds only
+  arrays of the frame's size, so 10,000 frames cost no more memory than 10;
 * :func:`align_channels` corrects atmospheric dispersion (R and B displaced from G).
 
 Resampling
@@ -18,11 +19,15 @@ Resampling
 Output pixel ``u`` of the grid at scale ``d`` sits at input coordinate ``x = (u + 0.5) / d -
 0.5``; a box translated by ``dx`` samples the frame at ``x - dx``. Two kernels:
 
-* ``"cubic"`` (default): the selected points' windows blend their shifts into one smooth
-  displacement field over the area they cover, and one ``cv2.remap`` (OpenCV's bicubic) moves
-  every pixel by its blend of the local shifts -- one warp per frame instead of one per point.
-  At ``drizzle > 1`` the frame is interpolated straight onto the fine grid: the many frames'
-  different sub-pixel shifts sample it at different phases and fill it in.
+* ``"cubic"`` (default): bicubic interpolation (Keys, OpenCV's), without a warp per box. A
+  box's shift is rounded to a multiple of ``1 / phases`` px (default a third: at most 1/6 px
+  off, 0.1 px rms) and split into whole pixels and a sub-pixel *phase*; the box, moved by the
+  whole pixels (a copy) and weighted by its window, is added to the sum of its phase, and at
+  the end each phase's sum is moved by its phase with one bicubic warp (interpolation is
+  linear, so this is the sum of the boxes each warped by its own shift). The summed windows
+  go through the same warps, so their bend at a window's edge divides out. At ``drizzle > 1``
+  the phase sums are interpolated straight onto the fine grid: the many frames' different
+  sub-pixel shifts sample it at different phases and fill it in.
 * ``"drop"``: the drop-based drizzle of Fruchter & Hook (2002, PASP 114, 144) restricted to
   translations, per box as one separable product ``A_y @ patch @ A_x.T``: each input pixel,
   shrunk to ``pixfrac`` of its size and moved by the shift, is spread over the output pixels it
@@ -42,7 +47,8 @@ into the plain mean of the ``add_background`` frames with a smoothstep of the co
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -50,11 +56,35 @@ import numpy.typing as npt
 
 from skystack._typing import XY, Image
 from skystack.errors import GeometryError
+from skystack.planetary.align import shift_image
 
-__all__ = ["select_per_point", "PatchStacker", "align_channels", "LuckyKernel"]
+__all__ = ["select_per_point", "PatchStacker", "BoxContribution", "align_channels", "LuckyKernel"]
 
 LuckyKernel = Literal["cubic", "drop"]
 """Resampling of the shifted boxes: bicubic remap by a blended shift field, or drop drizzle."""
+
+
+class _Box(NamedTuple):  # a tuple: made by the thousand, cheaply
+    point: int
+    weight: float
+    phase: tuple[int, int]  # (by, bx) sub-pixel phase of the cubic kernel
+    span: tuple[int, int, int, int]  # y0, y1, x0, x1 in the accumulated grid
+    values: npt.NDArray[np.float32]  # the windowed box
+    drops: npt.NDArray[np.float64] | None  # drop kernel: the box's weights
+
+
+@dataclass(frozen=True, eq=False)
+class BoxContribution:
+    """One frame's windowed boxes, from :meth:`PatchStacker.contribution`.
+
+    Attributes
+    ----------
+    boxes : tuple
+        One entry per alignment point that receives the frame (internal layout).
+    """
+
+    boxes: tuple[_Box, ...]
+
 
 _COVER_FULL = 0.5  # summed AP windows at and above which the patch stack is used alone
 
@@ -131,6 +161,9 @@ class PatchStacker:
         (default), or translation-only drop drizzle.
     pixfrac : float
         Drop size in input pixels for ``kernel="drop"`` (0 < pixfrac <= 1.5); ignored otherwise.
+    phases : int
+        Sub-pixel phases per axis of the cubic kernel (1 to 8): shifts are rounded to
+        ``1 / phases`` px. Memory holds ``phases**2`` float32 sums of the frame's size.
 
     Attributes
     ----------
@@ -145,8 +178,9 @@ class PatchStacker:
 
     Notes
     -----
-    Memory is the weighted sum and weight on the output grid (float64), the background sum on
-    the input grid (float64) and a few numbers per point: it does not grow with the number of
+    Memory is, for the cubic kernel, ``phases**2`` float32 sums on the input grid (for the drop
+    kernel the weighted sum and weight on the output grid, float64), the background sum on the
+    input grid (float32) and a few numbers per point: it does not grow with the number of
     frames. A point's weight in the blend is its window times the number of frames (times the
     optional frame weights) it received, which is the same for every point when the frames
     come from :func:`select_per_point`.
@@ -161,6 +195,7 @@ class PatchStacker:
         drizzle: float = 1.0,
         kernel: LuckyKernel = "cubic",
         pixfrac: float = 1.0,
+        phases: int = 3,
     ) -> None:
         shape = tuple(int(s) for s in shape)
         if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != 3) or min(shape) < 1:
@@ -187,6 +222,13 @@ class PatchStacker:
         if not 0.0 < float(pixfrac) <= 1.5:
             msg = f"pixfrac: expected a drop size in (0, 1.5] px, got {pixfrac}"
             raise ValueError(msg)
+        if (
+            isinstance(phases, bool)
+            or not isinstance(phases, int | np.integer)
+            or not (1 <= phases <= 8)
+        ):
+            msg = f"phases: expected a count of sub-pixel phases from 1 to 8, got {phases!r}"
+            raise ValueError(msg)
         self.shape = shape
         self.centres: XY = pts
         self.ap_size = int(ap_size)
@@ -205,11 +247,41 @@ class PatchStacker:
         self._v0 = np.rint(vc - (box - 1) / 2.0).astype(np.int64)
         k = np.arange(box, dtype=np.float64)
         self._window = np.sin(np.pi * (k + 0.5) / box) ** 2
-        self._sum = np.zeros(self.out_shape, dtype=np.float64)
-        self._weight = np.zeros((out_h, out_w), dtype=np.float64)
-        self._bg_sum = np.zeros(shape, dtype=np.float64)
+        self.phases = int(phases)
+        if kernel == "cubic":
+            # Frames moved by whole pixels, summed per sub-pixel phase on the input grid.
+            self._bins = np.zeros((self.phases, self.phases, *shape), dtype=np.float32)
+            self._wsum = np.zeros((len(pts), self.phases, self.phases), dtype=np.float64)
+            self._xa, self._wx = self._phase_windows(self._u0, width)
+            self._ya, self._wy = self._phase_windows(self._v0, height)
+        else:
+            self._sum = np.zeros(self.out_shape, dtype=np.float64)
+            self._weight = np.zeros((out_h, out_w), dtype=np.float64)
+        self._bg_sum = np.zeros(shape, dtype=np.float32)
         self.n_added = np.zeros(len(pts), dtype=np.int64)
         self.n_background = 0
+
+    def _phase_windows(
+        self, start: npt.NDArray[np.int64], n_in: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Every point's blending window along one axis, on the input grid, per phase.
+
+        The window of output box ``[u0, u0 + box)`` is ``sin**2(pi (u + 0.5 - u0) / box)``
+        of the output coordinate ``u = (x + 0.5) d - 0.5``. A frame stacked at phase ``c``
+        is accumulated at ``x`` and later moved by ``+c``, so its window is sampled at
+        ``x + c``. Returns the first input pixel ``(n_points, phases)`` and the samples
+        ``(n_points, phases, L)``, zero beyond the window.
+        """
+        d, box, phases = self.drizzle, self._box, self.phases
+        length = int(math.ceil(box / d)) + 2
+        centre = np.arange(phases) / phases
+        low = start[:, None] / d - 0.5 - centre[None, :]  # window support begins at x + c
+        first = np.ceil(low - 1e-9).astype(np.int64)
+        x = first[:, :, None] + np.arange(length)[None, None, :] + centre[None, :, None]
+        t = ((x + 0.5) * d - start[:, None, None]) / box
+        window = np.where((t > 0.0) & (t < 1.0), np.sin(np.pi * t) ** 2, 0.0)
+        del n_in
+        return first, window.astype(np.float32)
 
     # -- resampling ---------------------------------------------------------------------------
 
@@ -302,6 +374,27 @@ class PatchStacker:
         ValueError
             ``points`` out of range, or ``shifts``/``weights`` do not match ``points`` or are
             not finite.
+
+        Notes
+        -----
+        The same as ``add_contribution(contribution(frame, points, shifts, weights=...))``.
+        """
+        self.add_contribution(self.contribution(frame, points, shifts, weights=weights))
+
+    def contribution(
+        self,
+        frame: npt.ArrayLike,
+        points: npt.ArrayLike,
+        shifts: npt.ArrayLike,
+        *,
+        weights: npt.ArrayLike | None = None,
+    ) -> BoxContribution:
+        """The windowed boxes :meth:`add` would accumulate, without accumulating them.
+
+        Only reads the stacker's settings, so worker threads can prepare the contributions
+        of several frames at once while one thread sums them with :meth:`add_contribution`
+        in a fixed order (the result does not depend on the threads' timing). Parameters
+        and errors as :meth:`add`.
         """
         data = self._check_frame(frame)
         idx = np.asarray(points, dtype=np.int64).reshape(-1)
@@ -318,11 +411,11 @@ class PatchStacker:
             msg = f"weights: expected {n} finite weights >= 0, got {w.tolist()}"
             raise ValueError(msg)
         if self.kernel == "cubic":
-            self._add_field(data, idx, sh, w)
-            return
+            return self._phased_boxes(data, idx, sh, w)
         out_h, out_w = self.out_shape[:2]
         box = self._box
         win = self._window
+        boxes: list[_Box] = []
         for j in range(n):
             p = int(idx[j])
             u0, v0 = int(self._u0[p]), int(self._v0[p])
@@ -335,69 +428,88 @@ class PatchStacker:
             wx = win[ua - u0 : ub - u0]
             # Drop: the box is a sum of drops; its weight is the window times the drops.
             win2 = np.outer(wy, wx)
-            self._weight[va:vb, ua:ub] += np.outer(wy * ry, wx * rx)
-            self._sum[va:vb, ua:ub] += res * (win2 if res.ndim == 2 else win2[..., None])
-            self.n_added[p] += 1
+            values = res * (win2 if res.ndim == 2 else win2[..., None])
+            drops = np.outer(wy * ry, wx * rx)
+            boxes.append(_Box(p, float(w[j]), (0, 0), (va, vb, ua, ub), values, drops))
+        return BoxContribution(tuple(boxes))
 
-    def _add_field(
+    def add_contribution(self, contribution: BoxContribution) -> None:
+        """Accumulate what :meth:`contribution` prepared for this stacker."""
+        for point, weight, (by, bx), (y0, y1, x0, x1), values, drops in contribution.boxes:
+            if drops is None:
+                self._bins[by, bx, y0:y1, x0:x1] += values
+                self._wsum[point, by, bx] += weight
+            else:
+                self._sum[y0:y1, x0:x1] += values
+                self._weight[y0:y1, x0:x1] += drops
+            self.n_added[point] += 1
+
+    def _phased_boxes(
         self,
         data: Image,
         idx: npt.NDArray[np.int64],
         sh: npt.NDArray[np.float64],
         w: npt.NDArray[np.float64],
-    ) -> None:
-        """Cubic kernel: one remap of the frame by the points' shifts blended with their windows.
+    ) -> BoxContribution:
+        """Cubic kernel: each box moved by whole pixels into the sum of its sub-pixel phase.
 
-        Warping every point's box on its own costs a warp per point (tens per frame); the same
-        windows that blend the boxes also blend their shifts into a smooth displacement field,
-        and one ``cv2.remap`` of the covered area then moves every pixel by its blend of the
-        local shifts. The accumulated weight is the sum of the selected points' windows, as
-        for separate boxes.
+        A shift ``s`` is rounded to the nearest multiple of ``1 / phases`` and split into whole
+        pixels ``n`` and a phase ``c`` in ``{0, 1 / phases, ...}``: ``s`` lies within
+        ``0.5 / phases`` px of ``n + c``. The box moved by ``n`` (no resampling), times its
+        window sampled at ``x + c``, goes to the sum of its phase; :meth:`result` moves each
+        phase's sum by ``+c`` with one bicubic warp. That is the stack of the boxes each
+        warped by its own shift (the warp is linear), for the cost of an addition per box.
+        Pixels a moved box reads beyond the frame repeat its edge.
         """
-        out_h, out_w = self.out_shape[:2]
-        box, win = self._box, self._window
-        spans = []
-        for j in range(len(idx)):
-            p = int(idx[j])
-            u0, v0 = int(self._u0[p]), int(self._v0[p])
-            ua, ub = max(u0, 0), min(u0 + box, out_w)
-            va, vb = max(v0, 0), min(v0 + box, out_h)
-            if ua < ub and va < vb and w[j] > 0.0:
-                spans.append((j, p, u0, v0, ua, ub, va, vb))
-        if not spans:
-            return
-        left = min(sp[4] for sp in spans)
-        right = max(sp[5] for sp in spans)
-        top = min(sp[6] for sp in spans)
-        bottom = max(sp[7] for sp in spans)
-        weight = np.zeros((bottom - top, right - left), dtype=np.float32)
-        field_x = np.zeros_like(weight)
-        field_y = np.zeros_like(weight)
-        for j, p, u0, v0, ua, ub, va, vb in spans:
-            win2 = np.outer(win[va - v0 : vb - v0] * w[j], win[ua - u0 : ub - u0])
-            rows, cols = slice(va - top, vb - top), slice(ua - left, ub - left)
-            weight[rows, cols] += win2
-            field_x[rows, cols] += win2 * np.float32(sh[j, 0])
-            field_y[rows, cols] += win2 * np.float32(sh[j, 1])
-            self.n_added[p] += 1
-        covered = weight > 0
-        safe = np.where(covered, weight, np.float32(1.0))
-        inv = 1.0 / self.drizzle
         height, width = self.shape[:2]
-        xs = ((np.arange(left, right) + 0.5) * inv - 0.5).astype(np.float32)
-        ys = ((np.arange(top, bottom) + 0.5) * inv - 0.5).astype(np.float32)
-        map_x = xs[None, :] - field_x / safe
-        map_y = ys[:, None] - field_y / safe
-        moved = cv2.remap(
-            data, map_x, map_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
-        )
-        # Output pixels whose source lies beyond the frame (edge replicated) get no weight.
-        inside = (map_x >= -0.5) & (map_x <= width - 0.5)
-        inside &= (map_y >= -0.5) & (map_y <= height - 0.5)
-        weight *= inside
-        self._weight[top:bottom, left:right] += weight
-        spread = weight if moved.ndim == 2 else weight[..., None]
-        self._sum[top:bottom, left:right] += moved * spread
+        phases = self.phases
+        length = self._wx.shape[2]
+        nx, bx = np.divmod(np.rint(sh[:, 0] * phases).astype(np.int64), phases)
+        ny, by = np.divmod(np.rint(sh[:, 1] * phases).astype(np.int64), phases)
+        xa, ya = self._xa[idx, bx], self._ya[idx, by]
+        # Windows of every box, (k, L) per axis, times the frame's weight at the point.
+        wy = self._wy[idx, by] * w[:, None].astype(np.float32)
+        wx = self._wx[idx, bx]
+        # Boxes wholly inside the grid, read wholly inside the frame: one gather for all.
+        inside = (xa >= 0) & (ya >= 0) & (xa + length <= width) & (ya + length <= height)
+        inside &= (xa - nx >= 0) & (ya - ny >= 0)
+        inside &= (xa - nx + length <= width) & (ya - ny + length <= height)
+        inside &= w > 0.0
+        values = None
+        if inside.any():
+            view = np.lib.stride_tricks.sliding_window_view(data, (length, length), axis=(0, 1))
+            gathered = view[(ya - ny)[inside], (xa - nx)[inside]]  # (m, [3,] L, L)
+            weight = wy[inside][:, :, None] * wx[inside][:, None, :]
+            if data.ndim == 3:
+                gathered = np.moveaxis(gathered, 1, -1)
+                weight = weight[..., None]
+            values = gathered * weight
+        boxes: list[_Box] = []
+        rank = (np.cumsum(inside) - 1).tolist()
+        rows_j = zip(
+            idx.tolist(), w.tolist(), by.tolist(), bx.tolist(), ya.tolist(), xa.tolist(),
+            inside.tolist(), strict=True,
+        )  # fmt: skip
+        for j, (p, weight_j, by_j, bx_j, ya_j, xa_j, inside_j) in enumerate(rows_j):
+            if weight_j == 0.0:
+                continue
+            if inside_j:
+                span = (ya_j, ya_j + length, xa_j, xa_j + length)
+                boxes.append(_Box(p, weight_j, (by_j, bx_j), span, values[rank[j]], None))
+                continue
+            x0, x1 = max(xa_j, 0), min(xa_j + length, width)
+            y0, y1 = max(ya_j, 0), min(ya_j + length, height)
+            if x0 >= x1 or y0 >= y1:
+                continue
+            rows = np.clip(np.arange(y0, y1) - ny[j], 0, height - 1)
+            cols = np.clip(np.arange(x0, x1) - nx[j], 0, width - 1)
+            box = data[np.ix_(rows, cols)]
+            weight = wy[j, y0 - ya[j] : y1 - ya[j], None] * wx[j, None, x0 - xa[j] : x1 - xa[j]]
+            if box.ndim == 3:
+                weight = weight[..., None]
+            span = (y0, y1, x0, x1)
+            boxes.append(_Box(p, weight_j, (by_j, bx_j), span, box * weight, None))
+        return BoxContribution(tuple(boxes))
 
     def add_background(self, frame: npt.ArrayLike) -> None:
         """Accumulate a globally aligned frame into the plain mean used outside the APs.
@@ -417,16 +529,74 @@ class PatchStacker:
 
         About 1 inside a grid of APs at a step of half the box, falling to 0 outside.
         """
+        return self._windows((self.n_added > 0).astype(np.float64))
+
+    def _windows(self, weights: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Sum over the points of ``weights[p]`` times the point's window, on the output grid."""
         out_h, out_w = self.out_shape[:2]
         cover = np.zeros((out_h, out_w), dtype=np.float64)
         box, win = self._box, self._window
-        for p in np.flatnonzero(self.n_added):
+        for p in np.flatnonzero(weights):
             u0, v0 = int(self._u0[p]), int(self._v0[p])
             ua, ub = max(u0, 0), min(u0 + box, out_w)
             va, vb = max(v0, 0), min(v0 + box, out_h)
             if ua < ub and va < vb:
-                cover[va:vb, ua:ub] += np.outer(win[va - v0 : vb - v0], win[ua - u0 : ub - u0])
+                wy = win[va - v0 : vb - v0] * weights[p]
+                cover[va:vb, ua:ub] += np.outer(wy, win[ua - u0 : ub - u0])
         return cover
+
+    def _phase_weight(self, by: int, bx: int) -> npt.NDArray[np.float32]:
+        """The summed windows of phase ``(by, bx)`` on the input grid, as its sum holds them."""
+        height, width = self.shape[:2]
+        length = self._wx.shape[2]
+        weight = np.zeros((height, width), dtype=np.float32)
+        for p in np.flatnonzero(self._wsum[:, by, bx]):
+            xa, ya = int(self._xa[p, bx]), int(self._ya[p, by])
+            x0, x1 = max(xa, 0), min(xa + length, width)
+            y0, y1 = max(ya, 0), min(ya + length, height)
+            if x0 < x1 and y0 < y1:
+                wy = self._wy[p, by, y0 - ya : y1 - ya] * np.float32(self._wsum[p, by, bx])
+                weight[y0:y1, x0:x1] += np.outer(wy, self._wx[p, bx, x0 - xa : x1 - xa])
+        return weight
+
+    def _patch_sums(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The windowed sum of the boxes and the summed windows, on the output grid.
+
+        For the cubic kernel every phase's sum and its summed windows are moved by the same
+        bicubic warp, so the warp's error near the edge of a window (where the window bends
+        most) divides out of their ratio.
+        """
+        if self.kernel == "drop":
+            return self._sum, self._weight
+        out_h, out_w = self.out_shape[:2]
+        total = np.zeros(self.out_shape, dtype=np.float32)
+        weight = np.zeros((out_h, out_w), dtype=np.float32)
+        d, phases = self.drizzle, self.phases
+        for by in range(phases):
+            for bx in range(phases):
+                if not self._wsum[:, by, bx].any():
+                    continue
+                # Output u samples input x = (u + 0.5) / d - 0.5, and the phase's sum moved
+                # by +c there: part(x - c).
+                cx, cy = bx / phases, by / phases
+                mat = np.array(
+                    [[1.0 / d, 0.0, 0.5 / d - 0.5 - cx], [0.0, 1.0 / d, 0.5 / d - 0.5 - cy]]
+                )
+                for part, into in (
+                    (self._bins[by, bx], total),
+                    (self._phase_weight(by, bx), weight),
+                ):
+                    if d == 1.0:  # a translation: the same bicubic as a separable filter
+                        into += shift_image(part, cx, cy)
+                        continue
+                    into += cv2.warpAffine(
+                        part,
+                        mat,
+                        (out_w, out_h),
+                        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                        borderMode=cv2.BORDER_REPLICATE,
+                    )
+        return total.astype(np.float64), weight.astype(np.float64)
 
     def background(self) -> Image | None:
         """The mean of the background frames on the output grid (cubic), or None if none."""
@@ -461,10 +631,10 @@ class PatchStacker:
         if self.n_background == 0 and not self.n_added.any():
             msg = "PatchStacker.result: no frame was added (call add or add_background first)"
             raise ValueError(msg)
-        weight = self._weight
+        total, weight = self._patch_sums()
         has = weight > 1e-12
         safe = np.where(has, weight, 1.0)
-        patch = self._sum / (safe[..., None] if self._sum.ndim == 3 else safe)
+        patch = total / (safe[..., None] if total.ndim == 3 else safe)
         background = self.background()
         if background is None:
             alpha = has.astype(np.float64)

@@ -26,10 +26,16 @@ import numpy as np
 import numpy.typing as npt
 
 from skystack._typing import Image, Mask
-from skystack.detect.stars import luminance as channel_mean
 from skystack.errors import ConfigError, GeometryError
 
-__all__ = ["luminance", "gradient_energy", "sharpness", "local_sharpness", "select_best"]
+__all__ = [
+    "luminance",
+    "gradient_energy",
+    "sharpness",
+    "local_sharpness",
+    "measure_sharpness",
+    "select_best",
+]
 
 _TINY = 1e-30
 
@@ -55,6 +61,9 @@ def luminance(image: npt.ArrayLike) -> Image:
     """
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 3:
+        # Imported here: skystack.detect loads numba and sep, which mono videos never need.
+        from skystack.detect.stars import luminance as channel_mean
+
         lum = channel_mean(arr)
     elif arr.ndim == 2:
         lum = np.ascontiguousarray(arr, dtype=np.float32)
@@ -89,7 +98,11 @@ def gradient_energy(image: npt.ArrayLike, *, sigma: float = 1.0) -> Image:
     ndarray float32 (H, W)
         ``gx**2 + gy**2`` with 3x3 Sobel derivatives scaled to brightness units per pixel.
     """
-    lum = _smooth(luminance(image), float(sigma))
+    return _energy(luminance(image), float(sigma))
+
+
+def _energy(lum: Image, sigma: float) -> Image:
+    lum = _smooth(lum, sigma)
     gx = cv2.Sobel(lum, cv2.CV_32F, 1, 0, ksize=3, scale=0.125, borderType=cv2.BORDER_REFLECT)
     gy = cv2.Sobel(lum, cv2.CV_32F, 0, 1, ksize=3, scale=0.125, borderType=cv2.BORDER_REFLECT)
     return cv2.add(cv2.multiply(gx, gx), cv2.multiply(gy, gy))
@@ -190,38 +203,75 @@ def local_sharpness(
     ConfigError
         If ``size`` < 1 or ``centres`` is not ``(n, 2)``.
     """
+    return measure_sharpness(image, centres, size, sigma=sigma)[1]
+
+
+def measure_sharpness(
+    image: npt.ArrayLike,
+    centres: npt.ArrayLike,
+    size: int,
+    *,
+    sigma: float = 1.0,
+) -> tuple[float, npt.NDArray[np.float64]]:
+    """Return the sharpness of a frame and of square boxes in it, from one gradient image.
+
+    A lucky-imaging survey needs both numbers for every frame; computing the gradient energy
+    once for the two costs half as much as :func:`sharpness` and :func:`local_sharpness`.
+
+    Parameters
+    ----------
+    image, centres, size, sigma
+        As in :func:`local_sharpness`.
+
+    Returns
+    -------
+    whole : float
+        :func:`sharpness` of the frame (no mask).
+    boxes : ndarray float64 (n,)
+        :func:`local_sharpness` of the boxes.
+
+    Raises
+    ------
+    ConfigError
+        If ``size`` < 1 or ``centres`` is not ``(n, 2)``.
+    """
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         raise ConfigError(f"box size must be an integer >= 1 (px), got {size!r}")
     pts = np.asarray(centres, dtype=np.float64)
     if pts.size == 0:
-        return np.empty(0, dtype=np.float64)
+        pts = np.empty((0, 2), dtype=np.float64)
     if pts.ndim == 1 and pts.shape == (2,):
         pts = pts[None, :]
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ConfigError(f"centres must be an (n, 2) array of (x, y), got shape {pts.shape}")
     lum = luminance(image)
     height, width = lum.shape
-    energy = gradient_energy(lum, sigma=sigma)
+    if lum.size == 0:
+        return 0.0, np.full(len(pts), np.nan)
+    energy = _energy(lum, float(sigma))
     integral = cv2.integral(energy, sdepth=cv2.CV_64F)
-    mean_l = cv2.mean(lum)[0] if lum.size else 0.0
+    mean_l = cv2.mean(lum)[0]
+    norm = mean_l * mean_l
+    whole = 0.0 if abs(mean_l) <= _TINY else float(integral[-1, -1]) / lum.size / norm
     half = int(size) // 2
     finite = np.isfinite(pts).all(axis=1)
-    safe = np.where(finite[:, None], pts, -1e9)
-    cx = np.rint(np.clip(safe[:, 0], -1e9, 1e9)).astype(np.int64)
-    cy = np.rint(np.clip(safe[:, 1], -1e9, 1e9)).astype(np.int64)
-    x0 = np.clip(cx - half, 0, width)
-    x1 = np.clip(cx - half + int(size), 0, width)
-    y0 = np.clip(cy - half, 0, height)
-    y1 = np.clip(cy - half + int(size), 0, height)
-    area = (x1 - x0) * (y1 - y0)
-    sums = _box_sums(integral, x0, y0, x1, y1)
+    # Corners (x, y) of every box, clipped to the frame, both axes at once (few NumPy calls:
+    # a survey measures every frame).
+    start = np.rint(np.where(finite[:, None], np.clip(pts, -1e9, 1e9), -1e9)).astype(np.int64)
+    start -= half
+    limit = np.array([width, height], dtype=np.int64)
+    low = np.minimum(np.maximum(start, 0), limit)
+    high = np.minimum(np.maximum(start + int(size), 0), limit)
+    extent = high - low
+    area = extent[:, 0] * extent[:, 1]
+    sums = _box_sums(integral, low[:, 0], low[:, 1], high[:, 0], high[:, 1])
     out = np.full(len(pts), np.nan)
     ok = (area > 0) & finite
     if abs(mean_l) <= _TINY:
         out[ok] = 0.0
-        return out
-    out[ok] = sums[ok] / area[ok] / (mean_l * mean_l)
-    return out
+        return whole, out
+    out[ok] = sums[ok] / area[ok] / norm
+    return whole, out
 
 
 def select_best(scores: npt.ArrayLike, best: float | int) -> npt.NDArray[np.intp]:
