@@ -28,5 +28,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
+.PHONY: bench-quick
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run.py --quick
+
 clean:
 	rm -rf $(VENV) skystack-demo .pytest_cache

@@ -4,13 +4,17 @@
 Peak memory is the child's maximum resident set size (what ``/usr/bin/time -v`` reports); run
 with two frame counts to see that it does not grow with N.
 
-Usage: python benchmarks/bench_calibrate.py [--frames 50 10] [--width 6000] [--height 4000]
-       [--debayer none|bilinear|vng]
+Usage: python benchmarks/bench_calibrate.py [--quick] [--frames 50 10] [--width 6000]
+       [--height 4000] [--debayer none|bilinear|vng] [--json FILE]
+
+``--quick``: 10 and 5 lights of 2000x1500 (explicit options override it). ``--json FILE`` also
+writes the table for ``benchmarks/run.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -37,11 +41,17 @@ def _write_frames(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--frames", type=int, nargs="+", default=[50, 10])
-    parser.add_argument("--width", type=int, default=6000)
-    parser.add_argument("--height", type=int, default=4000)
+    parser.add_argument("--frames", type=int, nargs="+", default=None, help="50 10")
+    parser.add_argument("--width", type=int, default=None, help="6000")
+    parser.add_argument("--height", type=int, default=None, help="4000")
     parser.add_argument("--debayer", default="none")
+    parser.add_argument("--quick", action="store_true", help="10 and 5 lights of 2000x1500")
+    parser.add_argument("--json", type=Path, help="also write the table here (for run.py)")
     args = parser.parse_args()
+    args.frames = args.frames or ([10, 5] if args.quick else [50, 10])
+    args.width = args.width or (2000 if args.quick else 6000)
+    args.height = args.height or (1500 if args.quick else 4000)
+    rows = []
     shape = (args.height, args.width)
     skystack = Path(sys.executable).with_name("skystack")
     with tempfile.TemporaryDirectory(prefix="bench-calibrate-") as tmp:
@@ -68,12 +78,27 @@ def main() -> None:
             )
             elapsed = time.perf_counter() - start
             peak_mb = int(result.stdout.split()[-1]) / 1024
+            rows.append({"tool": f"skystack calibrate, {count} lights", "wall_s": elapsed,
+                         "s_per_frame": elapsed / count, "peak_mb": peak_mb})  # fmt: skip
             print(
                 f"calibrate {count} x {args.width}x{args.height} (debayer {args.debayer}): "
                 f"{elapsed:.1f} s, {elapsed / count:.2f} s/frame, peak RSS {peak_mb:.0f} MB",
                 flush=True,
             )
             shutil.rmtree(out)
+    if args.json is not None:
+        table = {
+            "benchmark": "calibrate",
+            "title": f"calibrate: lights of {args.width}x{args.height} uint16 with 5 bias, 5 "
+            f"darks, 5 flats (debayer {args.debayer}); peak RSS must not grow with N",
+            "columns": [
+                ["wall_s", "wall s", ".1f"],
+                ["s_per_frame", "s/frame", ".2f"],
+                ["peak_mb", "peak RSS MB", ".0f"],
+            ],
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(table, indent=1))
 
 
 if __name__ == "__main__":

@@ -25,9 +25,13 @@ Accuracy of a frame: RMS over the truth star positions inside the frame of
 truth transform, composed with the reference's when the reference is not light 0); the
 median and the maximum over the registered frames are printed.
 
-Usage: python benchmarks/bench_register.py [--frames 10] [--width 4000] [--height 3000]
-       [--shift 200] [--rotation 4] [--no-flip] [--star-count 1000] [--seed 1]
-       [--skip astroalign siril] [--keep DIR]
+Usage: python benchmarks/bench_register.py [--quick] [--frames 10] [--width 4000]
+       [--height 3000] [--shift 200] [--rotation 4] [--no-flip] [--star-count 1000] [--seed 1]
+       [--skip astroalign siril] [--keep DIR] [--json FILE]
+``--quick`` is the small set: 6 lights of 1024x1024 with shifts up to 100 px (explicit options
+override it). ``--json FILE`` also writes the table for ``benchmarks/run.py`` (see there): s/frame,
+peak RSS, frames registered and the accuracy per tool, with the ratios of astroalign to ``skystack
+detect+match`` and of Siril to ``skystack register (whole)``.
 """
 
 from __future__ import annotations
@@ -270,16 +274,24 @@ class _Report:
         self.truth, self.shape = truth, shape
         self.rows: list[tuple[str, ...]] = []
         self.notes: list[str] = []
+        self.data: list[dict[str, Any]] = []  # the same rows as numbers, for --json
 
     def add(self, tool: str, dm: float | None, whole: float | None, peak: float | None,
-            registered: str, transforms: dict[int, Any], reference: int) -> None:  # fmt: skip
-        """``transforms``: light index -> matrix onto light ``reference`` (None: failed)."""
+            registered: str, transforms: dict[int, Any], reference: int,
+            baseline: str | None = None) -> None:  # fmt: skip
+        """``transforms``: light index -> matrix onto light ``reference`` (None: failed);
+        ``baseline``: the skystack row this tool's ratios are taken against."""
         errors = [
             _rms_error(np.array(m), self.truth, i, reference, self.shape)
             for i, m in transforms.items()
             if m is not None and i != reference
         ]
         med, mx = _stats(errors)
+        row = {"tool": tool, "baseline": baseline, "dm_s": dm, "whole_s": whole,
+               "peak_mb": peak, "registered": registered}  # fmt: skip
+        if errors:
+            row.update(reg_med_px=float(np.median(errors)), reg_max_px=float(max(errors)))
+        self.data.append({k: v for k, v in row.items() if v is not None})
         self.rows.append((
             tool,
             "-" if dm is None else f"{dm:.2f}",
@@ -300,16 +312,24 @@ class _Report:
 
 
 def _bench(args: Any, config: Any, root: Path) -> None:
-    from skystack.sim.write import write_session
+    from skystack.sim.write import SessionTruth, write_session
 
     n, height, width = config.n_lights, config.height, config.width
     shape = (height, width)
     start = time.perf_counter()
     folder = root / "session"
-    truth = write_session(folder, config, seed=args.seed)
+    truth = None
+    if (folder / "truth" / "truth.json").exists():  # --keep: reuse the same simulated session
+        truth = SessionTruth.load(folder)
+        if (truth.config, truth.seed) != (config, args.seed):
+            shutil.rmtree(folder)
+            truth = None
+    verb = "reused" if truth is not None else "simulated"
+    if truth is None:
+        truth = write_session(folder, config, seed=args.seed)
     flip = "off" if args.no_flip else f"from light {n // 2}"
     print(
-        f"simulated {n} lights of {width}x{height} ({width * height / 1e6:.1f} MP, uint16) in "
+        f"{verb} {n} lights of {width}x{height} ({width * height / 1e6:.1f} MP, uint16) in "
         f"{time.perf_counter() - start:.0f} s: shifts up to {args.shift:g} px, rotation to "
         f"{args.rotation:g} deg, meridian flip {flip}, hot pixel fraction {args.hot_pixels:g}",
         flush=True,
@@ -322,7 +342,8 @@ def _bench(args: Any, config: Any, root: Path) -> None:
             flush=True,
         )
     work = root / "work"
-    work.mkdir(exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # outputs of an earlier run with --keep
+    work.mkdir()
     report = _Report(truth, shape)
     notes = report.notes
     aligned = slice(1, None) if n > 1 else slice(None)  # timing over the frames aligned to light 0
@@ -357,9 +378,10 @@ def _bench(args: Any, config: Any, root: Path) -> None:
         reg_ok = sum(r["register_ok"] for r in rows)
         find_ok = sum(1 for r in rows if r["transform"])
         report.add("astroalign register", aa_register, None, run["peak_mb"], f"{reg_ok}/{n}",
-                   {}, 0)  # fmt: skip
+                   {}, 0, baseline="skystack detect+match")  # fmt: skip
         report.add("astroalign find_transform", aa_find, None, None, f"{find_ok}/{n}",
-                   {r["index"]: r["transform"] for r in rows}, 0)  # fmt: skip
+                   {r["index"]: r["transform"] for r in rows}, 0,
+                   baseline="skystack detect+match")  # fmt: skip
         good = [r["register_s"] for r in rows[aligned] if r["register_ok"]]
         notes.append(
             "astroalign register = find_transform(frame, light 0 image: both detected) + "
@@ -374,6 +396,17 @@ def _bench(args: Any, config: Any, root: Path) -> None:
             if not r["transform"]:
                 notes.append(f"astroalign find_transform failed on light {r['index']}: "
                              f"{r['error']}")  # fmt: skip
+        stuck = [
+            r["index"] for r in rows[aligned]
+            if r["transform"] and np.allclose(r["transform"], np.eye(3), atol=0.05)
+            and not np.allclose(truth.transforms[r["index"]], truth.transforms[0], atol=0.5)
+        ]  # fmt: skip
+        if stuck:
+            notes.append(
+                f"astroalign find_transform returned (nearly) the identity for moving lights "
+                f"{stuck}: it matched the fixed hot-pixel pattern of the raw lights (hot pixel "
+                f"fraction {args.hot_pixels:g}; --hot-pixels 0 simulates dark-subtracted lights)"
+            )
         print("done: astroalign", flush=True)
 
     # c. skystack register (whole step)
@@ -418,7 +451,8 @@ def _bench(args: Any, config: Any, root: Path) -> None:
             siril_register = siril["register_s"] / n
             registered = "?" if siril["registered"] is None else siril["registered"]
             report.add("Siril 1.0.6 register", None, siril_register, siril["peak_mb"],
-                       f"{registered}/{n}", siril["transforms"], sref)  # fmt: skip
+                       f"{registered}/{n}", siril["transforms"], sref,
+                       baseline="skystack register (whole)")  # fmt: skip
             notes.append(
                 f"Siril: register command {siril['register_s']:.1f} s (its log's Execution time), "
                 f"process {siril['wall_s']:.1f} s with start-up and convert; reference light "
@@ -431,7 +465,8 @@ def _bench(args: Any, config: Any, root: Path) -> None:
                 )
         print("done: Siril", flush=True)
 
-    report.print(f"registration of {n} x {width}x{height} uint16 frames, {os.cpu_count()} cores")
+    title = f"registration of {n} x {width}x{height} uint16 frames, {os.cpu_count()} cores"
+    report.print(title)
     if aa_register is not None and aa_find is not None:
         print(f"astroalign register / skystack detect+match: "
               f"{aa_register / dm_per_frame:.1f}x (goal >= 3x)")  # fmt: skip
@@ -445,16 +480,34 @@ def _bench(args: Any, config: Any, root: Path) -> None:
     )
     for note in notes:
         print("note: " + note)
+    if args.json is not None:
+        columns = [
+            ["dm_s", "s/frame det+match", ".2f"], ["whole_s", "s/frame whole step", ".2f"],
+            ["peak_mb", "peak RSS MB", ".0f"], ["registered", "registered", ""],
+            ["reg_med_px", "reg err px (median)", ".3f"], ["reg_max_px", "reg err px (max)", ".3f"],
+        ]  # fmt: skip
+        table = {
+            "benchmark": "register",
+            "title": f"{title}: shifts <= {args.shift:g} px, rotation to {args.rotation:g} deg"
+            + ("" if args.no_flip else ", meridian flip"),
+            "columns": columns,
+            "ratios": ["dm_s", "whole_s", "peak_mb", "reg_med_px"],
+            "rows": report.data,
+            "notes": notes,
+        }
+        args.json.write_text(json.dumps(table, indent=1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--frames", type=int, default=10)
-    parser.add_argument("--width", type=int, default=4000)
-    parser.add_argument("--height", type=int, default=3000)
-    parser.add_argument("--shift", type=float, default=200.0, help="max shift per axis (px)")
+    parser.add_argument("--quick", action="store_true", help="the small set: 6 x 1024x1024")
+    parser.add_argument("--json", type=Path, help="also write the table here (for run.py)")
+    parser.add_argument("--frames", type=int, default=None, help="10 (6 with --quick)")
+    parser.add_argument("--width", type=int, default=None, help="4000 (1024 with --quick)")
+    parser.add_argument("--height", type=int, default=None, help="3000 (1024 with --quick)")
+    parser.add_argument("--shift", type=float, default=None, help="max shift per axis (px): 200")
     parser.add_argument("--rotation", type=float, default=4.0, help="field rotation (deg)")
     parser.add_argument("--no-flip", action="store_true", help="no meridian flip")
     parser.add_argument("--star-count", type=int, default=1000)
@@ -471,6 +524,12 @@ def main() -> None:
     if args.worker:
         _worker(args.worker, args.folder, args.out)
         return
+    args.frames = args.frames or (6 if args.quick else 10)
+    args.width = args.width or (1024 if args.quick else 4000)
+    args.height = args.height or (1024 if args.quick else 3000)
+    args.shift = args.shift if args.shift is not None else (100.0 if args.quick else 200.0)
+    if args.json is not None:
+        args.json = args.json.resolve()
 
     from skystack.sim.session import SessionConfig
 

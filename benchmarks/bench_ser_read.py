@@ -13,6 +13,9 @@ Usage::
 
     python benchmarks/bench_ser_read.py                 # 1024 MB against 100 MB
     python benchmarks/bench_ser_read.py --size-mb 4096 --compare-mb 256
+    python benchmarks/bench_ser_read.py --quick         # 128 MB against 32 MB
+
+``--json FILE`` also writes the table for ``benchmarks/run.py``.
 """
 
 from __future__ import annotations
@@ -98,6 +101,12 @@ def _child(path: str | None, *, naive: bool) -> int:
     return 0
 
 
+def _json_row(label: str, frames: int, size_mib: float, result: dict) -> dict:
+    rate = size_mib / result["seconds"] if result["seconds"] > 0 else 0.0
+    return {"tool": label, "frames": frames, "size_mib": size_mib, "read_s": result["seconds"],
+            "rate": rate, "peak_mb": result["peak_rss_mib"]}  # fmt: skip
+
+
 def _row(label: str, frames: int, size_mib: float, write_s: float | None, result: dict) -> str:
     write = "-" if write_s is None else f"{write_s:.2f}"
     rate = size_mib / result["seconds"] if result["seconds"] > 0 else 0.0
@@ -110,10 +119,12 @@ def _row(label: str, frames: int, size_mib: float, write_s: float | None, result
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return 0 when peak memory does not grow with the file size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mb", type=float, default=1024, help="large file size (MiB)")
+    parser.add_argument("--size-mb", type=float, default=None, help="large file (MiB): 1024")
     parser.add_argument(
-        "--compare-mb", type=float, default=100, help="small file size (MiB); 0 to skip"
+        "--compare-mb", type=float, default=None, help="small file (MiB): 100; 0 to skip"
     )
+    parser.add_argument("--quick", action="store_true", help="128 MiB against 32 MiB")
+    parser.add_argument("--json", type=Path, help="also write the table here (for run.py)")
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--bit-depth", type=int, choices=(8, 16), default=16)
@@ -126,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child is not None:
         return _child(args.child or None, naive=args.naive)
+    if args.size_mb is None:
+        args.size_mb = 128.0 if args.quick else 1024.0
+    if args.compare_mb is None:
+        args.compare_mb = 32.0 if args.quick else 100.0
+    table_rows = []
 
     sizes = sorted({s for s in (args.compare_mb, args.size_mb) if s > 0})
     frame_mib = args.width * args.height * (1 if args.bit_depth == 8 else 2) / MIB
@@ -154,10 +170,28 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"read {result['frames']} frames of {count}")
             rows.append((size_mib, result["peak_rss_mib"]))
             print(_row(f"SerReader, {size:g} MiB", count, size_mib, write_s, result))
+            table_rows.append(_json_row(f"SerReader, {size:g} MiB", count, size_mib, result))
             if size == sizes[-1] and not args.no_naive:
                 naive = _measure(path, naive=True)
                 print(_row(f"np.memmap, {size:g} MiB", count, size_mib, None, naive))
+                table_rows.append(_json_row(f"np.memmap, {size:g} MiB", count, size_mib, naive))
             path.unlink()
+    if args.json is not None:
+        table_rows.insert(0, {"tool": "imports only", "peak_mb": base["peak_rss_mib"]})
+        table = {
+            "benchmark": "ser_read",
+            "title": f"read every frame of a SER file: {args.width}x{args.height} mono "
+            f"{args.bit_depth}-bit, from the page cache; peak RSS must not grow with the file",
+            "columns": [
+                ["frames", "frames", ""],
+                ["size_mib", "size MiB", ".0f"],
+                ["read_s", "read s", ".2f"],
+                ["rate", "MiB/s", ".0f"],
+                ["peak_mb", "peak RSS MiB", ".1f"],
+            ],
+            "rows": table_rows,
+        }
+        args.json.write_text(json.dumps(table, indent=1))
     if len(rows) == 2:
         (small_mib, small_rss), (big_mib, big_rss) = rows
         print(

@@ -8,13 +8,13 @@ light 7). Then, one after the other, each tool runs in its own child process on 
 
 * ``skystack``: ``skystack stack LIGHTS --bias --darks --flats -o OUT.fits`` (the whole command);
   frames stacked = rows of ``OUT.json`` with ``"accepted": true``.
-* ``Siril 1.0.6``: ``/work/shared/peers/siril_stack.sh --bias --darks --flats LIGHTS OUT.fits``
-  (``siril-cli -s``; master bias/dark/flat, ``preprocess``, ``register``, ``stack rej w 3 3
-  -norm=addscale``); frames stacked from Siril's "Integration of N images" (it silently skips
-  frames it cannot match), else the STACKCNT header. Skipped when ``siril-cli`` is missing.
-* ``astroalign+ccdproc``: ``/work/shared/peers/py_peer.py`` with the same arguments, run by this
-  interpreter; frames stacked from its "registered R/N frames" line. Skipped when astroalign,
-  ccdproc, sep or photutils cannot be imported.
+* ``Siril 1.0.6``: ``peers/siril_stack.py --bias --darks --flats LIGHTS OUT.fits`` (this
+  folder's driver of ``siril-cli -s``: master bias/dark/flat, ``preprocess``, ``register``,
+  ``stack rej w 3 3 -norm=addscale``); frames stacked from Siril's "Integration of N images" (it
+  silently skips frames it cannot match). Skipped when ``siril-cli`` is missing.
+* ``astroalign+ccdproc``: ``peers/py_peer.py`` with the same arguments, run by this interpreter;
+  frames stacked from its ``FRAMES_STACKED`` line. Skipped when astroalign, ccdproc or sep cannot
+  be imported (``benchmarks/run.py`` installs them).
 
 Per tool: wall time of the child process (start-up included), its CPU time (user + sys of the
 child and its descendants) and the 1-minute load average when it ended (other work on the machine
@@ -23,7 +23,7 @@ read in a fresh small wrapper process so the figure is the tool's own; this is t
 single process), ``tree MB``: the peak of the summed RSS of the tool's whole process tree, sampled
 every 0.25 s from /proc (skystack runs worker processes for large sets; shared pages such as
 memory-mapped cache files count once per process, so it is an upper bound), frames stacked of N, the
-reference light (``ref``, 0-based), and two quality figures against the simulator's truth:
+reference light (``ref``, 0-based), and four quality figures against the simulator's truth:
 
 * ``noise``: the result is fitted robustly (iteratively 3-sigma clipped least squares on a pixel
   grid) as ``a * scene + quadratic(x, y)`` where ``scene`` is ``truth/scene.fits`` (clean sky,
@@ -37,19 +37,30 @@ reference light (``ref``, 0-based), and two quality figures against the simulato
 * ``trail``: median of that residual along the truth trail's centre line (``truth.trails``,
   mapped into the reference frame), in e- and in units of ``noise``; a trail left in the stack
   shows as a clear positive excess (the unrejected level, ``peak_e / N``, is printed for scale).
+* ``FWHM``: median FWHM (px) of a circular Gaussian plus constant fitted (least squares) to the
+  result around up to 150 of the brightest truth stars that are unsaturated in a light,
+  isolated and inside the inner overlap. The stars are Moffat profiles, so the figure is a
+  consistent yardstick rather than the truth's FWHM; the same fit on ``truth/scene.fits`` is
+  printed for scale. Lower is sharper (registration errors and warps widen stars).
+* ``reg px``: registration error, the median and maximum over the registered lights (the
+  reference excluded) of the RMS over the truth stars inside a light of ``|recovered(p) -
+  truth(p)|`` px, where ``recovered`` is the tool's transform of that light onto its reference
+  (skystack: the ``transform`` rows of ``OUT.json``; the peers: their ``--transforms`` JSON;
+  Siril prints its matrices with 5 decimals, which limits its figure to ~0.02 px).
 
 ``--memory-test`` instead writes 100 lights of 6000x4000 (24 MP, uint16; a fixed Gaussian star
 field plus noise with integer shifts of up to 8 px: only memory matters, so no simulator) and
 runs ``skystack stack`` on them alone (no calibration frames), printing its wall time and peak
 RSS (issue 5's target: under 2 GB).
 
-Usage: python benchmarks/bench_stack.py [--frames 30] [--width 4000] [--height 3000]
+Usage: python benchmarks/bench_stack.py [--quick] [--frames 30] [--width 4000] [--height 3000]
        [--shift 50] [--rotation 0.5] [--star-count 1000] [--seed 1]
-       [--skip siril astroalign] [--keep DIR]
+       [--skip siril astroalign] [--keep DIR] [--json FILE]
        python benchmarks/bench_stack.py --memory-test [--frames 100] [--width 6000]
        [--height 4000] [--keep DIR]
-``--keep DIR`` works in DIR and keeps it; a session already simulated there with the same
-size, frame count and seed is reused.
+``--quick`` is the small set: 8 lights of 1024x1024 (explicit sizes override it). ``--keep DIR``
+works in DIR and keeps it; a session already simulated there with the same size, frame count
+and seed is reused. ``--json FILE`` also writes the table for ``benchmarks/run.py`` (see there).
 """
 
 from __future__ import annotations
@@ -68,8 +79,8 @@ from typing import Any
 import numpy as np
 from _child import last_error, run_child
 
-PEERS = Path("/work/shared/peers")
-SIRIL_SH = PEERS / "siril_stack.sh"
+PEERS = Path(__file__).resolve().parent / "peers"
+SIRIL_PEER = PEERS / "siril_stack.py"
 PY_PEER = PEERS / "py_peer.py"
 TOOLS = ("skystack", "siril", "astroalign")
 LABELS = {"skystack": "skystack", "siril": "Siril 1.0.6", "astroalign": "astroalign+ccdproc"}
@@ -122,15 +133,13 @@ def _available(tool: str) -> str | None:
     if tool == "siril":
         if shutil.which("siril-cli") is None:
             return "siril-cli not found (apt-get install -y siril)"
-        if not SIRIL_SH.exists():
-            return f"{SIRIL_SH} not found"
+        if not SIRIL_PEER.exists():
+            return f"{SIRIL_PEER} not found"
     if tool == "astroalign":
         if not PY_PEER.exists():
             return f"{PY_PEER} not found"
         missing = [
-            m
-            for m in ("astroalign", "ccdproc", "sep", "photutils")
-            if importlib.util.find_spec(m) is None
+            m for m in ("astroalign", "ccdproc", "sep") if importlib.util.find_spec(m) is None
         ]
         if missing:
             return f"{', '.join(missing)} not installed (pip install {' '.join(missing)})"
@@ -143,9 +152,9 @@ def _command(tool: str, root: Path, out: Path) -> list[str]:
     if tool == "skystack":
         skystack = str(Path(sys.executable).with_name("skystack"))
         return [skystack, "stack", lights, *cal, "-o", str(out), "--overwrite"]
-    if tool == "siril":
-        return ["bash", str(SIRIL_SH), *cal, lights, str(out)]
-    return [sys.executable, str(PY_PEER), *cal, lights, str(out)]
+    peer = SIRIL_PEER if tool == "siril" else PY_PEER
+    transforms = ["--transforms", str(out.with_suffix(".transforms.json"))]
+    return [sys.executable, str(peer), *cal, *transforms, lights, str(out)]
 
 
 def _frames_stacked(tool: str, out: Path, log: str) -> tuple[int | None, int | None]:
@@ -154,8 +163,7 @@ def _frames_stacked(tool: str, out: Path, log: str) -> tuple[int | None, int | N
         report = json.loads(out.with_suffix(".json").read_text())
         stacked = sum(1 for row in report["frames"] if row["accepted"])
         return stacked, _light_index(report["reference"])
-    found = re.findall(r"Integration of (\d+) images", log) if tool == "siril" else []
-    found = found or re.findall(r"registered (\d+)/\d+ frames", log)
+    found = re.findall(r"FRAMES_STACKED (\d+)/\d+", log)
     if found:
         return int(found[-1]), 0
     from astropy.io import fits
@@ -257,6 +265,92 @@ def _trail_in(truth: Any, reference: int) -> np.ndarray | None:
     return ends[:, :2] / ends[:, 2:3]
 
 
+def _fwhm(image: np.ndarray, truth: Any, reference: int, margin: int) -> dict[str, float]:
+    """Median Gaussian-fit FWHM (px) at isolated, unsaturated truth stars (see the docstring)."""
+    from scipy.optimize import least_squares
+    from scipy.spatial import cKDTree
+
+    sensor = truth.data["sensor"]
+    height, width = image.shape
+    typical = float(np.median(truth.fwhm_pixel_px))
+    half = int(np.ceil(1.5 * typical)) + 2
+    xy = truth.star_positions(reference)
+    flux = np.asarray(truth.stars.flux, dtype=np.float64)
+    # Peak of a light in e- (a Gaussian of the typical FWHM; Moffat cores are higher: margin 3x).
+    peak = flux / (1.1331 * typical * typical)
+    headroom = (sensor["saturation_adu"] - sensor["bias_adu"]) * sensor["gain_e_per_adu"]
+    headroom -= max(truth.background_e)
+    noise = np.sqrt(float(np.mean(truth.background_e)) + sensor["read_noise_e"] ** 2)
+    edge = margin + half
+    ok = (xy[:, 0] > edge) & (xy[:, 0] < width - 1 - edge)
+    ok &= (xy[:, 1] > edge) & (xy[:, 1] < height - 1 - edge)
+    ok &= (peak < headroom / 3) & (peak > 20 * noise)
+    tree = cKDTree(xy)
+    for k in np.flatnonzero(ok):  # isolated: no star above 1% of its flux within 3 * half px
+        near = tree.query_ball_point(xy[k], 3 * half)
+        ok[k] = not any(j != k and flux[j] > 0.01 * flux[k] for j in near)
+    chosen = np.flatnonzero(ok)
+    chosen = chosen[np.argsort(-flux[chosen])][:150]
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float64)
+    values = []
+    for k in chosen:
+        cx, cy = int(round(xy[k, 0])), int(round(xy[k, 1]))
+        box = image[cy - half : cy + half + 1, cx - half : cx + half + 1].astype(np.float64)
+        if box.shape != yy.shape or not np.isfinite(box).all() or (box == 0).any():
+            continue
+        dx0, dy0 = xy[k, 0] - cx, xy[k, 1] - cy
+        base = float(np.median(np.concatenate([box[0], box[-1], box[:, 0], box[:, -1]])))
+        start = [float(box.max() - base), dx0, dy0, typical / 2.3548, base]
+
+        def resid(p: np.ndarray, box: np.ndarray = box) -> np.ndarray:
+            g = np.exp(-((xx - p[1]) ** 2 + (yy - p[2]) ** 2) / (2 * p[3] * p[3]))
+            return (p[0] * g + p[4] - box).ravel()
+
+        lower = [0.0, dx0 - 2, dy0 - 2, 0.3, -np.inf]
+        upper = [np.inf, dx0 + 2, dy0 + 2, 3.0 * typical, np.inf]
+        fit = least_squares(resid, start, bounds=(lower, upper))
+        if fit.success and fit.x[0] > 0:
+            values.append(2.3548 * fit.x[3])
+    if len(values) < 5:
+        return {}
+    return {"fwhm_px": float(np.median(values)), "fwhm_stars": float(len(values))}
+
+
+def _transforms(tool: str, out: Path) -> tuple[int, list[Any]] | None:
+    """(reference light, per light its 3x3 matrix onto the reference or None) of a run."""
+    if tool == "skystack":
+        report = json.loads(out.with_suffix(".json").read_text())
+        rows = report["frames"]
+        return _light_index(report["reference"]), [
+            r.get("transform") if r.get("accepted") else None for r in rows
+        ]
+    path = out.with_suffix(".transforms.json")
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return int(data["reference"]), [f["transform"] for f in data["frames"]]
+
+
+def _registration_error(truth: Any, reference: int, matrices: list[Any]) -> dict[str, float]:
+    """Median and max over lights of the RMS px error of the tool's transforms vs the truth."""
+    width, height = truth.config.width, truth.config.height
+    errors = []
+    for index, matrix in enumerate(matrices):
+        if matrix is None or index == reference:
+            continue
+        p = truth.star_positions(index)
+        inside = (p[:, 0] >= 0) & (p[:, 0] <= width - 1) & (p[:, 1] >= 0) & (p[:, 1] <= height - 1)
+        points = np.column_stack([p[inside], np.ones(int(inside.sum()))])
+        expected = np.linalg.inv(truth.transforms[reference]) @ truth.transforms[index]
+        got = points @ np.asarray(matrix, dtype=np.float64).T
+        want = points @ expected.T
+        diff = got[:, :2] / got[:, 2:3] - want[:, :2] / want[:, 2:3]
+        errors.append(float(np.sqrt(np.mean(np.sum(diff * diff, axis=1)))))
+    if not errors:
+        return {}
+    return {"reg_med_px": float(np.median(errors)), "reg_max_px": float(max(errors))}
+
+
 # --------------------------------------------------------------------------- comparison run
 
 
@@ -269,10 +363,12 @@ def _compare(args: argparse.Namespace, root: Path) -> int:
     for tool in TOOLS:
         if tool in args.skip:
             print(f"{LABELS[tool]}: skipped (--skip)", flush=True)
+            results[tool] = {"skipped": "--skip"}
             continue
         why = _available(tool)
         if why is not None:
             print(f"{LABELS[tool]}: skipped, {why}", flush=True)
+            results[tool] = {"skipped": why}
             continue
         out = root / f"out_{tool}.fits"
         out.unlink(missing_ok=True)
@@ -300,39 +396,62 @@ def _compare(args: argparse.Namespace, root: Path) -> int:
         )
         t0 = time.perf_counter()
         image = np.asarray(fits.getdata(out), dtype=np.float32)
+        quality: dict[str, float] = {}
+        found = _transforms(tool, out)
+        if found is not None:
+            quality.update(_registration_error(truth, *found))
         if image.ndim != 2:
             print(f"  quality skipped: result shape {image.shape} is not a mono image")
         else:
             reference = int(run["reference"])
             margin = int(args.shift + np.radians(args.rotation) * max(image.shape) / 2) + 8
-            run["quality"] = _quality(
-                image, _scene_in(truth, reference), margin, _trail_in(truth, reference)
+            quality.update(
+                _quality(image, _scene_in(truth, reference), margin, _trail_in(truth, reference))
             )
+            quality.update(_fwhm(image, truth, reference, margin))
             print(f"  quality measured in {time.perf_counter() - t0:.1f} s", flush=True)
+        run["quality"] = quality
         results[tool] = run
         del image
 
-    _print_table(results, truth, n)
-    return 0 if all(r["rc"] == 0 for r in results.values()) else 1
+    scene = np.asarray(fits.getdata(truth.scene), dtype=np.float32)
+    scene_fwhm = _fwhm(scene, truth, 0, 8).get("fwhm_px")
+    notes = _print_table(results, truth, n, scene_fwhm)
+    if args.json is not None:
+        _write_json(args.json, results, truth, n, notes)
+    return 0 if all(r.get("rc", 0) == 0 for r in results.values()) else 1
 
 
-def _print_table(results: dict[str, dict[str, Any]], truth: Any, n: int) -> None:
+def _title(truth: Any, n: int) -> str:
     c = truth.config
-    print()
-    print(
+    return (
         f"stack: {n} lights {c.width}x{c.height} uint16 + 5 bias, 5 darks, 5 flats "
         f"(shift <= {c.shift_px:g} px, rotation {c.rotation_deg:g} deg, trail in light "
         f"{c.trail_lights[0]}), calibrate + register + winsorized 3/3 stack"
     )
+
+
+def _print_table(
+    results: dict[str, dict[str, Any]], truth: Any, n: int, scene_fwhm: float | None
+) -> list[str]:
+    """Print the table and the notes under it; return the notes."""
+    print()
+    print(_title(truth, n))
     header = (
         f"| {'tool':<20} | {'wall s':>7} | {'CPU s':>6} | {'load':>4} | {'peak RSS MB':>11} | "
-        f"{'tree MB':>7} | "
-        f"{'stacked':>8} | "
-        f"{'ref':>3} | {'noise e-':>8} | {'trail e-':>8} | {'trail/noise':>11} |"
+        f"{'tree MB':>7} | {'stacked':>8} | {'ref':>3} | {'noise e-':>8} | {'FWHM px':>7} | "
+        f"{'trail e-':>8} | {'trail/noise':>11} | {'reg px med/max':>14} |"
     )
     print(header)
     print("|" + "|".join("-" * (len(p)) for p in header.split("|")[1:-1]) + "|")
+
+    def num(q: dict[str, float], key: str, fmt: str) -> str:
+        return format(q[key], fmt) if key in q else "-"
+
     for tool, r in results.items():
+        if "skipped" in r:
+            print(f"| {LABELS[tool]:<20} | skipped: {r['skipped']}")
+            continue
         if r["rc"] != 0 or "stacked" not in r:
             print(
                 f"| {LABELS[tool]:<20} | {r['wall_s']:>7.1f} | {r['cpu_s']:>6.1f} | "
@@ -341,15 +460,16 @@ def _print_table(results: dict[str, dict[str, Any]], truth: Any, n: int) -> None
             )
             continue
         q = r.get("quality", {})
-        noise = f"{q['noise_e']:.2f}" if "noise_e" in q else "-"
-        trail_e = f"{q['trail_e']:+.2f}" if "trail_e" in q else "-"
-        trail_s = f"{q['trail_sigma']:+.2f}" if "trail_sigma" in q else "-"
         stacked = f"{r['stacked']}/{n}" if r["stacked"] is not None else "?"
+        reg = f"{num(q, 'reg_med_px', '.3f')}/{num(q, 'reg_max_px', '.3f')}"
         print(
             f"| {LABELS[tool]:<20} | {r['wall_s']:>7.1f} | {r['cpu_s']:>6.1f} | "
             f"{r['load']:>4.1f} | {r['peak_mb']:>11.0f} | {r['tree_mb']:>7.0f} | {stacked:>8} | "
-            f"{r['reference']:>3} | {noise:>8} | {trail_e:>8} | {trail_s:>11} |"
+            f"{r['reference']:>3} | {num(q, 'noise_e', '.2f'):>8} | "
+            f"{num(q, 'fwhm_px', '.2f'):>7} | {num(q, 'trail_e', '+.2f'):>8} | "
+            f"{num(q, 'trail_sigma', '+.2f'):>11} | {reg:>14} |"
         )
+    notes = []
     for tool, r in results.items():
         extra = []
         if r.get("own_s") is not None:
@@ -357,7 +477,7 @@ def _print_table(results: dict[str, dict[str, Any]], truth: Any, n: int) -> None
         if r.get("stages"):
             extra.append(r["stages"].strip())
         if extra:
-            print(f"  {LABELS[tool]}: " + "; ".join(extra))
+            notes.append(f"{LABELS[tool]}: " + "; ".join(extra))
     sky = float(np.mean(truth.background_e))
     read = float(truth.data["sensor"]["read_noise_e"])
     line = (
@@ -367,19 +487,66 @@ def _print_table(results: dict[str, dict[str, Any]], truth: Any, n: int) -> None
     if truth.trails:
         unrejected = truth.trails[0].peak_e / n
         line += f"; a trail left in a plain mean adds ~{unrejected:.0f} e- at its centre"
-    print(line)
-    sk, si = results.get("skystack"), results.get("siril")
-    if sk is not None and sk["rc"] == 0:
+    notes.append(line)
+    line = f"lights' FWHM in the truth (Moffat): median {np.median(truth.fwhm_pixel_px):.2f} px"
+    if scene_fwhm is not None:
+        line += (
+            f"; the same Gaussian fit on the noise-free truth scene (Moffat FWHM "
+            f"{truth.scene_fwhm_px:.2f} px) gives {scene_fwhm:.2f} px"
+        )
+    notes.append(line)
+    sk, si = results.get("skystack", {}), results.get("siril", {})
+    if sk.get("rc") == 0:
         line = (
             f"skystack peak RSS {sk['peak_mb']:.0f} MB, process tree {sk['tree_mb']:.0f} MB "
             "(target < 1024 MB)"
         )
-        if si is not None and si["rc"] == 0:
+        if si.get("rc") == 0:
             line = (
                 f"skystack / Siril wall time = {sk['wall_s']:.1f} / {si['wall_s']:.1f} = "
                 f"{sk['wall_s'] / si['wall_s']:.2f} (target <= 0.5); " + line
             )
-        print(line + f"; frames stacked {sk['stacked']}/{n} (target {n}/{n})")
+        notes.append(line + f"; frames stacked {sk['stacked']}/{n} (target {n}/{n})")
+    for line in notes:
+        print(line)
+    return notes
+
+
+def _write_json(
+    path: Path, results: dict[str, dict[str, Any]], truth: Any, n: int, notes: list[str]
+) -> None:
+    """The table for ``benchmarks/run.py``: its format is described in run.py's docstring."""
+    rows = []
+    for tool, r in results.items():
+        row: dict[str, Any] = {"tool": LABELS[tool]}
+        if tool != "skystack":
+            row["baseline"] = LABELS["skystack"]
+        if "skipped" in r:
+            row["skipped"] = r["skipped"]
+        elif r["rc"] != 0 or "stacked" not in r:
+            row["error"] = f"exit {r['rc']}: {r.get('error', '')}"
+        if "wall_s" in r:
+            row.update({k: r[k] for k in ("wall_s", "cpu_s", "peak_mb", "tree_mb", "load")})
+        if r.get("stacked") is not None:
+            row["stacked"] = f"{r['stacked']}/{n}"
+        row.update(r.get("quality", {}))
+        rows.append(row)
+    columns = [
+        ["wall_s", "wall s", ".1f"], ["cpu_s", "CPU s", ".1f"],
+        ["peak_mb", "peak RSS MB", ".0f"], ["stacked", "stacked", ""],
+        ["noise_e", "noise e-", ".2f"], ["fwhm_px", "FWHM px", ".2f"],
+        ["trail_e", "trail e-", "+.2f"], ["trail_sigma", "trail/noise", "+.2f"],
+        ["reg_med_px", "reg err px (median)", ".3f"], ["reg_max_px", "reg err px (max)", ".3f"],
+    ]  # fmt: skip
+    table = {
+        "benchmark": "stack",
+        "title": _title(truth, n),
+        "columns": columns,
+        "ratios": ["wall_s", "cpu_s", "peak_mb", "noise_e", "fwhm_px"],
+        "rows": rows,
+        "notes": notes,
+    }
+    path.write_text(json.dumps(table, indent=1))
 
 
 # --------------------------------------------------------------------------- memory test
@@ -469,11 +636,15 @@ def main() -> int:
     parser.add_argument("--skip", nargs="*", default=[], choices=["siril", "astroalign"])
     parser.add_argument("--memory-test", action="store_true")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--quick", action="store_true", help="the small set: 8 x 1024x1024")
+    parser.add_argument("--json", type=Path, help="also write the table here (for run.py)")
     args = parser.parse_args()
     big = args.memory_test
-    args.frames = args.frames or (100 if big else 30)
-    args.width = args.width or (6000 if big else 4000)
-    args.height = args.height or (4000 if big else 3000)
+    args.frames = args.frames or (100 if big else 8 if args.quick else 30)
+    args.width = args.width or (6000 if big else 1024 if args.quick else 4000)
+    args.height = args.height or (4000 if big else 1024 if args.quick else 3000)
+    if args.json is not None:
+        args.json = args.json.resolve()
     if args.frames < 2:
         parser.error("--frames must be at least 2")
     task = _memory_test if big else _compare
