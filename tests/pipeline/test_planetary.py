@@ -73,7 +73,7 @@ def test_stack_is_closer_to_the_truth_than_the_best_frame(jupiter, tmp_path):
 def test_command_writes_outputs_and_refuses_to_overwrite(jupiter, tmp_path, capsys):
     out = tmp_path / "stack.tif"
     code = main(["planetary", str(jupiter.path), "-o", str(out), "--best", "40", "--drizzle",
-                 "1.5", "--ap-size", "48"])  # fmt: skip
+                 "1.5", "--ap-size", "48", "--workers", "2"])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert out.exists() and sharpened_path(out).exists() and out.with_suffix(".json").exists()
@@ -90,7 +90,7 @@ def test_command_writes_outputs_and_refuses_to_overwrite(jupiter, tmp_path, caps
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--best", "0%"], "--best"), (["--best", "abc"], "--best"), (["--drizzle", "3"], "--drizzle"),
-     (["--ap-size", "4"], "--ap-size")],
+     (["--ap-size", "4"], "--ap-size"), (["--workers", "-1"], "workers")],
 )  # fmt: skip
 def test_bad_options_are_one_line_errors(jupiter, tmp_path, capsys, args, message):
     code = main(["planetary", str(jupiter.path), "-o", str(tmp_path / "o.tif"), *args])
@@ -161,3 +161,114 @@ def test_frame_crops_read_like_whole_frames(tmp_path, color, bit_depth):
             crop = frames.crop(2, box)
             assert crop.dtype == np.float32 and crop.shape[:2] == (y1 - y0, x1 - x0)
             np.testing.assert_array_equal(crop, whole[np.ix_(rows, cols)])
+
+
+# -- several processes ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def few_frames_per_process(monkeypatch):
+    """Every 10 frames worth a process, so small inputs run in two."""
+    import skystack.pipeline.planetary as pipeline
+
+    monkeypatch.setattr(pipeline, "_FRAMES_PER_PROCESS", 10)
+
+
+def _video(truth, path):
+    import cv2
+
+    with SerReader(truth.path) as ser:
+        height, width = ser.header.height, ser.header.width
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (width, height))
+        for index in range(len(ser)):
+            grey = np.clip(ser[index].data * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            writer.write(np.repeat(grey[..., None], 3, axis=2))
+        writer.release()
+    return path
+
+
+def _folder(truth, folder):
+    from skystack.io import write
+
+    folder.mkdir()
+    with SerReader(truth.path) as ser:
+        for index in range(len(ser)):
+            write(ser[index].data, folder / f"frame_{index:03d}.png", bit_depth=16)
+    # A bad frame in each process's run: unreadable in the first, another size in the second.
+    (folder / "frame_007.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    write(np.zeros((50, 60), dtype=np.float32), folder / "frame_050.png", bit_depth=16,
+          overwrite=True)  # fmt: skip
+    return folder
+
+
+def _recorder(seen):
+    return lambda done, total, what: seen.append((done, total, what))
+
+
+@pytest.mark.usefixtures("few_frames_per_process")
+@pytest.mark.filterwarnings("ignore::skystack.errors.FrameSkippedWarning")
+@pytest.mark.parametrize("kind", ["ser", "video", "folder"])
+def test_two_processes_stack_like_one(tmp_path, kind):
+    config = PlanetaryConfig(width=160, height=120, n_frames=60, target="jupiter")
+    truth = write_planetary_ser(tmp_path / "jupiter.ser", config, seed=5)
+    source = {
+        "ser": lambda: truth.path,
+        "video": lambda: _video(truth, tmp_path / "jupiter.avi"),
+        "folder": lambda: _folder(truth, tmp_path / "frames"),
+    }[kind]()
+    settings = LuckyConfig(best=0.5, ap_size=32, sharpen="none")
+    runs, reports = {}, {}
+    for workers in (1, 2):
+        out = tmp_path / f"stack_{workers}.fits"
+        seen: list[tuple[int, int, str]] = []
+        planetary_file(source, out, settings, workers=workers, progress=_recorder(seen))
+        runs[workers] = (read(out).data, json.loads(out.with_suffix(".json").read_text()))
+        reports[workers] = seen
+    (one, one_report), (two, two_report) = runs[1], runs[2]
+    np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-7)
+    assert two_report["frames"] == one_report["frames"]
+    assert two_report["roi"] == one_report["roi"]
+    if kind == "folder":
+        bad = {row["index"] for row in two_report["frames"] if row["reason"]}
+        assert bad == {7, 50} and not any(two_report["frames"][i]["accepted"] for i in bad)
+    for seen in reports.values():
+        finals = {what: (done, total) for done, total, what in seen}
+        assert finals["survey"] == (60, 60) and finals["stack"][0] == finals["stack"][1]
+        assert all(done <= total for done, total, _ in seen)
+
+
+@pytest.mark.usefixtures("few_frames_per_process")
+def test_an_error_in_another_process_is_raised_here(jupiter, tmp_path, monkeypatch):
+    import os
+
+    import skystack.pipeline.planetary as pipeline
+
+    parent = os.getpid()
+    opened = pipeline.open_frames
+
+    def failing(path):
+        if os.getpid() != parent:
+            raise MemoryError(f"{path}: out of memory in a worker")
+        return opened(path)
+
+    monkeypatch.setattr(pipeline, "open_frames", failing)
+    with pytest.raises(MemoryError, match="out of memory in a worker"):
+        planetary_file(jupiter.path, tmp_path / "o.fits", LuckyConfig(ap_size=48), workers=2)
+    assert not (tmp_path / "o.fits").exists()
+
+
+def test_workers_must_be_positive(jupiter, tmp_path):
+    from skystack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="workers must be at least 1, not 0"):
+        planetary_file(jupiter.path, tmp_path / "o.fits", workers=0)
+
+
+def test_stack_processes_keep_their_sums_within_the_budget():
+    from skystack.pipeline.planetary import _STACKERS_BUDGET, _phases, _stack_processes
+
+    assert _stack_processes((383, 404), 2) == 2
+    for shape in [(1080, 1920), (2000, 3000, 3), (6000, 8000, 3)]:
+        count = _stack_processes(shape, 64)
+        size = (_phases(shape) ** 2 + 1) * 4 * np.prod(shape)
+        assert count >= 1 and (count == 1 or count * size <= _STACKERS_BUDGET)

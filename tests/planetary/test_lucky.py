@@ -316,13 +316,11 @@ def test_align_channels_recovers_dispersion():
         align_channels(green)
 
 
-# -- contributions and phases ------------------------------------------------------------------
+# -- merging and phases --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("color", [False, True])
-def test_contributions_prepared_apart_sum_like_add(rng, color):
-    from concurrent.futures import ThreadPoolExecutor
-
+@pytest.mark.parametrize(("color", "kernel"), [(False, "cubic"), (True, "cubic"), (False, "drop")])
+def test_stackers_fed_apart_merge_into_one(rng, color, kernel):
     image = _moon(96, 128, 4)
     if color:
         image = np.stack([image, image * 0.8, image * 0.6 + 0.1], axis=-1)
@@ -331,16 +329,26 @@ def test_contributions_prepared_apart_sum_like_add(rng, color):
     frames = [image + rng.normal(0, 0.01, image.shape).astype(np.float32) for _ in range(6)]
     picks = [rng.choice(len(centres), 9, replace=False) for _ in frames]
     moves = [rng.uniform(-3.0, 3.0, (9, 2)) for _ in frames]
-    direct = PatchStacker(image.shape, centres, 24)
-    apart = PatchStacker(image.shape, centres, 24)
-    for frame, points, shifts in zip(frames, picks, moves, strict=True):
+    direct = PatchStacker(image.shape, centres, 24, kernel=kernel)
+    halves = [PatchStacker(image.shape, centres, 24, kernel=kernel) for _ in range(2)]
+    for k, (frame, points, shifts) in enumerate(zip(frames, picks, moves, strict=True)):
         direct.add(frame, points, shifts)
-    with ThreadPoolExecutor(2) as pool:
-        parts = list(pool.map(apart.contribution, frames, picks, moves))
-    for part in parts:
-        apart.add_contribution(part)
-    np.testing.assert_array_equal(apart.result(), direct.result())
-    assert apart.n_added.sum() == 6 * 9
+        halves[k // 3].add(frame, points, shifts)
+        if k % 2:
+            direct.add_background(frame)
+            halves[k // 3].add_background(frame)
+    halves[0].merge(halves[1])
+    np.testing.assert_allclose(halves[0].result(), direct.result(), rtol=1e-5, atol=1e-6)
+    assert halves[0].n_added.sum() == 6 * 9 and halves[0].n_background == 3
+
+
+def test_stackers_of_other_layouts_do_not_merge():
+    centres = _grid(12, 116, 12, 84, 16.0)
+    stacker = PatchStacker((96, 128), centres, 24)
+    with pytest.raises(ValueError, match="differ in their layout"):
+        stacker.merge(PatchStacker((96, 128), centres, 32))
+    with pytest.raises(ValueError, match="differ in their layout"):
+        stacker.merge(PatchStacker((96, 128), centres[1:], 24))
 
 
 @pytest.mark.parametrize("phases", [1, 2, 3, 6])

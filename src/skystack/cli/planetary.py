@@ -50,6 +50,9 @@ def planetary_command(
     sharpen_amount: float = typer.Option(
         1.0, "--sharpen-amount", help="Strength of the wavelet sharpening (1 = default)."
     ),
+    workers: int = typer.Option(
+        0, "--workers", help="Processes reading and measuring frames (0: one per CPU)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> int:
     """Stack the sharpest moments of a planetary or lunar video (lucky imaging).
@@ -71,7 +74,14 @@ def planetary_command(
         sharpen_amount=sharpen_amount,
     )
     with progress_reporter(f"planetary {source.name}") as progress:
-        run = planetary_file(source, output, config, overwrite=overwrite, progress=progress)
+        run = planetary_file(
+            source,
+            output,
+            config,
+            overwrite=overwrite,
+            progress=progress,
+            workers=workers or None,
+        )
     x0, y0, x1, y1 = run.roi
     steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.timings)
     print(

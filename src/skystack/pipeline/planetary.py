@@ -16,6 +16,11 @@ the frame count (a SER frame is read box by box, a few rows at a time):
    globally best N% frames, shifted sub-pixel, fill in where no point covers. Colour stacks
    get their R and B channels aligned to G (atmospheric dispersion).
 
+Both passes split the frames into one contiguous run per CPU (inputs of 200 frames or more):
+this process works the first run, forked processes the others, each reading the frames
+itself; the survey's rows are joined in frame order and the stackers' sums added in run
+order, so a run is deterministic (and equals a one-process run to float32 rounding).
+
 The result is written linear (``OUT``, cropped to the object's box) with a sidecar ``OUT.json``
 (settings and a row per frame: quality, shift, used or not); the wavelet-sharpened picture goes
 beside it as ``OUT_sharp.ext`` unless sharpening is off.
@@ -25,13 +30,14 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
-import threading
+import sys
 import time
+import traceback
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -140,7 +146,8 @@ class FrameSource:
     """Random access to the frames of a SER, a video or a list of image files, as float images.
 
     Bayer frames are debayered (bilinear); frames come out as float32 ``(H, W)`` or
-    ``(H, W, 3)``. Use as a context manager.
+    ``(H, W, 3)``. Use as a context manager, in one thread (a video decoder keeps a
+    position); other processes open sources of their own.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -148,7 +155,6 @@ class FrameSource:
         self._shape: tuple[int, ...] | None = None
         self._fd: int | None = None
         self._reader: Any = None
-        self._lock: threading.Lock | None = None
         self._files: list[Path] = []
         if self.path.is_dir():
             self._files = find_images([self.path])
@@ -165,7 +171,6 @@ class FrameSource:
                 from skystack.io.video import VideoReader
 
                 self._reader = VideoReader(self.path)
-                self._lock = threading.Lock()
             else:
                 raise FormatError(
                     f"{self.path}: planetary input must be a SER file, a video or a folder of "
@@ -179,10 +184,7 @@ class FrameSource:
         """Frame ``index`` as read (still a mosaic if the camera is a Bayer one)."""
         if self._reader is None:
             return read(self._files[index])
-        if self._lock is None:
-            return self._reader[index]
-        with self._lock:  # a video decoder keeps a position: one reader at a time
-            return self._reader[index]
+        return self._reader[index]
 
     @property
     def finite(self) -> bool:
@@ -305,6 +307,7 @@ def planetary_file(
     *,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    workers: int | None = None,
 ) -> PlanetaryRun:
     """Lucky-image a planetary or lunar video into a stacked, and a sharpened, picture.
 
@@ -320,10 +323,19 @@ def planetary_file(
         Replace existing outputs.
     progress : callable, optional
         ``progress(done, total, step)``.
+    workers : int, optional
+        Processes that read and measure frames at once (default: one per CPU; Linux only).
+        Inputs of fewer than 200 frames run in this process only. The stack equals a one-process
+        run's to float32 rounding (its sums are added in another order).
 
     Returns
     -------
     PlanetaryRun
+
+    Raises
+    ------
+    ConfigError
+        ``workers`` is below 1, or an output would replace the input.
     """
 
     from skystack.planetary import align, lucky, quality, roi
@@ -331,6 +343,9 @@ def planetary_file(
 
     start = time.perf_counter()
     config = config or LuckyConfig()
+    workers = _usable_cpus() if workers is None else workers
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, not {workers}")
     source, output = Path(source), Path(output)
     sidecar = output.with_suffix(".json")
     sharp = sharpened_path(output) if config.sharpen != "none" else None
@@ -360,35 +375,44 @@ def planetary_file(
             correlator = (
                 align.PhaseCorrelator(_binned(first_binned)) if config.align == "phase" else None
             )
-            scores = np.empty(n)
-            shifts = np.zeros((n, 2))
-            local_quality = np.zeros((n, len(candidates)), dtype=np.float32)
-            skipped: dict[int, str] = {}
 
-            def survey(index: int) -> None:
-                try:
-                    luma = _luma(frames.crop(index, region))
-                except SkystackError as err:
-                    skipped[index] = " ".join(str(err).split())
-                    return
-                # On the box binned 2x2, a quarter of its pixels: the shift needs to be good
-                # to a pixel or so (the local shifts take up the rest), and the sharpness only
-                # ranks the frames.
-                binned = _binned(luma)
-                if index and correlator is not None:
-                    shifts[index] = 4.0 * np.asarray(correlator.shift(_binned(binned)))
-                elif index:
-                    coarse = align.global_shift(first_binned, binned, method=config.align)
-                    shifts[index] = 2.0 * np.asarray(coarse)
-                # A point at x of the first frame is at x - shift in this one; binned pixel
-                # j covers pixels 2j and 2j + 1.
-                at = (candidates - shifts[index] - 0.5) / 2.0
-                scores[index], local = quality.measure_sharpness(
-                    binned, at, config.ap_size // 2, sigma=0.0
-                )
-                local_quality[index] = np.nan_to_num(local, nan=0.0)
+            def survey(
+                part: FrameSource, indices: Sequence[int], tick: Callable[[], None]
+            ) -> _Survey:
+                result = _Survey.empty(len(indices), len(candidates))
+                for k, index in enumerate(indices):
+                    try:
+                        luma = _luma(part.crop(index, region))
+                    except SkystackError as err:
+                        result.skipped[index] = " ".join(str(err).split())
+                        tick()
+                        continue
+                    # On the box binned 2x2, a quarter of its pixels: the shift needs to be
+                    # good to a pixel or so (the local shifts take up the rest), and the
+                    # sharpness only ranks the frames.
+                    binned = _binned(luma)
+                    if index and correlator is not None:
+                        result.shifts[k] = 4.0 * np.asarray(correlator.shift(_binned(binned)))
+                    elif index:
+                        coarse = align.global_shift(first_binned, binned, method=config.align)
+                        result.shifts[k] = 2.0 * np.asarray(coarse)
+                    # A point at x of the first frame is at x - shift in this one; binned
+                    # pixel j covers pixels 2j and 2j + 1.
+                    at = (candidates - result.shifts[k] - 0.5) / 2.0
+                    result.scores[k], local = quality.measure_sharpness(
+                        binned, at, config.ap_size // 2, sigma=0.0
+                    )
+                    local[np.isnan(local)] = 0.0  # boxes wholly outside the frame
+                    result.local[k] = local
+                    tick()
+                return result
 
-            _each_frame(range(n), survey, report, "survey")
+            parts = _split_run(frames, survey, range(n), workers=workers, report=report,
+                               what="survey")  # fmt: skip
+            scores = np.concatenate([part.scores for part in parts])
+            shifts = np.concatenate([part.shifts for part in parts])
+            local_quality = np.concatenate([part.local for part in parts])
+            skipped = {index: why for part in parts for index, why in part.skipped.items()}
         for index in sorted(skipped):
             warnings.warn(f"frame {index} skipped: {skipped[index]}", FrameSkippedWarning, 2)
         good = [i for i in range(n) if i not in skipped]
@@ -431,44 +455,49 @@ def planetary_file(
             )
             chosen[list(skipped)] = False
             best_global = set(quality.select_best(scores, config.best).tolist()) - set(skipped)
-            stacker = lucky.PatchStacker(
-                reference.shape,
-                centres,
-                config.ap_size,
-                drizzle=config.drizzle,
-                phases=_phases(reference.shape),
-            )
             needed = [i for i in range(n) if chosen[i].any() or i in best_global]
 
-            def prepare(index: int) -> tuple[Any, Image | None]:
-                # The frame's box moved by the whole pixels of its shift (a copy, no
-                # resampling); the local shifts take up the fraction left.
-                whole = np.rint(shifts[index]).astype(int)
-                x0, y0, x1, y1 = crop
-                moved = frames.crop(
-                    index, (x0 - whole[0], y0 - whole[1], x1 - whole[0], y1 - whole[1])
+            def stack(
+                part: FrameSource, indices: Sequence[int], tick: Callable[[], None]
+            ) -> lucky.PatchStacker:
+                stacker = lucky.PatchStacker(
+                    reference.shape,
+                    centres,
+                    config.ap_size,
+                    drizzle=config.drizzle,
+                    phases=_phases(reference.shape),
                 )
-                points = np.flatnonzero(chosen[index])
-                contribution = None
-                if points.size and aligner is not None:
-                    local, _ = aligner.shifts(_luma(moved), points=points)
-                    contribution = stacker.contribution(moved, points, local)
-                background = None
-                if index in best_global:
-                    rest = shifts[index] - whole
-                    background = align.shift_image(moved, float(rest[0]), float(rest[1]))
-                return contribution, background
+                x0, y0, x1, y1 = crop
+                for index in indices:
+                    # The frame's box moved by the whole pixels of its shift (a copy, no
+                    # resampling); the local shifts take up the fraction left.
+                    whole = np.rint(shifts[index]).astype(int)
+                    moved = part.crop(
+                        index, (x0 - whole[0], y0 - whole[1], x1 - whole[0], y1 - whole[1])
+                    )
+                    points = np.flatnonzero(chosen[index])
+                    if points.size and aligner is not None:
+                        local, _ = aligner.shifts(_luma(moved), points=points)
+                        stacker.add(moved, points, local)
+                    if index in best_global:
+                        rest = shifts[index] - whole
+                        stacker.add_background(
+                            align.shift_image(moved, float(rest[0]), float(rest[1]))
+                        )
+                    tick()
+                return stacker
 
-            # Frames are prepared in worker threads, a few at a time (bounded memory), and
-            # summed in this thread, in order.
-            for done, (contribution, background) in enumerate(
-                _prepared_frames(needed, prepare), start=1
-            ):
-                if contribution is not None:
-                    stacker.add_contribution(contribution)
-                if background is not None:
-                    stacker.add_background(background)
-                report(done, len(needed), "stack")
+            # Each process stacks a run of the frames; their sums add up, in a fixed order.
+            # The runs are balanced on the work per frame, in units of one box matched and
+            # added (60 us): reading the frame and the rest cost about 4, shifting a
+            # background frame 4.
+            costs = [4.0 + chosen[i].sum() + 4.0 * (i in best_global) for i in needed]
+            processes = _stack_processes(reference.shape, workers)
+            partial = _split_run(frames, stack, needed, workers=processes, report=report,
+                                 what="stack", costs=costs)  # fmt: skip
+            stacker = partial[0]
+            for other in partial[1:]:
+                stacker.merge(other)
             stacked = stacker.result()
             if stacked.ndim == 3:
                 try:
@@ -544,43 +573,165 @@ def _widened(box: Any, shifts: np.ndarray, shape: tuple[int, int]) -> tuple[int,
     return x0, y0, x1, y1
 
 
-_THREADS = min(4, os.cpu_count() or 1)
-_BATCH = 8
+@dataclass(frozen=True, eq=False)
+class _Survey:
+    """What the survey measured on a run of frames (rows in the run's order)."""
+
+    scores: np.ndarray  # (k,) sharpness
+    shifts: np.ndarray  # (k, 2) global shift (dx, dy) onto the first frame, px
+    local: np.ndarray  # (k, n_candidates) local sharpness, float32
+    skipped: dict[int, str]  # frame index -> why it was skipped
+
+    @classmethod
+    def empty(cls, count: int, n_candidates: int) -> _Survey:
+        return cls(
+            scores=np.full(count, -np.inf),
+            shifts=np.zeros((count, 2)),
+            local=np.zeros((count, n_candidates), dtype=np.float32),
+            skipped={},
+        )
 
 
-def _each_frame(
-    indices: Sequence[int], work: Callable[[int], None], report: ProgressCallback, what: str
-) -> None:
-    """``work(index)`` for every frame, on a few threads (OpenCV, FFTs and reading release the
-    GIL), reporting progress every few batches."""
-    total = len(indices)
-    step = _BATCH * _THREADS
-    for done, _ in enumerate(_prepared_frames(indices, work), start=1):
-        if done % step == 0 or done == total:
-            report(done, total, what)
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
-def _prepared_frames(indices: Sequence[int], prepare: Callable[[int], Any]) -> Iterator[Any]:
-    """``prepare(index)`` for each index on worker threads, yielded in order.
+_FRAMES_PER_PROCESS = 100
+"""Fewest frames worth a process of their own: a fork, a re-opened source and the transfer of
+the results cost about 0.03 s, what 20-60 frames take."""
 
-    At most a few batches are in flight (so memory holds a bounded number of prepared
-    frames); a new frame is submitted as each result is taken, so the workers never wait for
-    a whole batch to be consumed.
+_REPORT_EVERY = 16  # frames between progress reports of this process
+_POLL_SECONDS = 0.25  # progress reports while waiting for the other processes
+
+_RunWork = Callable[[FrameSource, Sequence[int], Callable[[], None]], Any]
+"""``work(frames, indices, tick)``: process the frames ``indices`` of the source ``frames``
+(calling ``tick()`` after each) and return a picklable result."""
+
+
+def _split_run(
+    frames: FrameSource,
+    work: _RunWork,
+    indices: Sequence[int],
+    *,
+    workers: int,
+    report: ProgressCallback,
+    what: str,
+    costs: Sequence[float] | None = None,
+) -> list[Any]:
+    """``work`` on contiguous runs of ``indices``, one per process; the results in run order.
+
+    The runs hold equal numbers of frames, or equal sums of ``costs`` (one per index, in any
+    unit) when given.
+
+    The first run is worked in this process on ``frames``; each other run in a forked process
+    that opens the source again (a video decoder or a file position is never shared) and
+    sends back its result. With fewer than ``2 * _FRAMES_PER_PROCESS`` frames, one worker,
+    or a system other than Linux, everything runs here. Progress is reported from this
+    process: its own frames as they are done, and the other processes' counts (kept in shared
+    memory) while it waits for them.
     """
-    ahead = _BATCH * _THREADS
-    with ThreadPoolExecutor(_THREADS) as pool:
-        pending: deque[Future[Any]] = deque()
-        queue = iter(indices)
-        for index in queue:
-            pending.append(pool.submit(prepare, index))
-            if len(pending) >= ahead:
-                break
-        while pending:
-            result = pending.popleft().result()
-            for index in queue:
-                pending.append(pool.submit(prepare, index))
-                break
-            yield result
+    indices = list(indices)
+    total = len(indices)
+    # Forked processes only on Linux: macOS's system libraries are not safe to fork, and
+    # Windows cannot.
+    forking = sys.platform.startswith("linux")
+    count = max(1, min(workers, total // _FRAMES_PER_PROCESS)) if forking else 1
+    cumulative = np.cumsum(np.ones(total) if costs is None else np.asarray(costs, float))
+    targets = np.linspace(0.0, cumulative[-1] if total else 0.0, count + 1)[1:-1]
+    bounds = [0, *np.searchsorted(cumulative, targets, side="right").tolist(), total]
+    runs = [indices[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    context = multiprocessing.get_context("fork") if count > 1 else None
+    # Frames done by each process: in memory the forked processes share.
+    counts: Any = context.RawArray("q", count) if context is not None else [0]
+    children: list[tuple[Any, Any]] = []
+    try:
+        for slot in range(1, count):
+            assert context is not None
+            receive, send = context.Pipe(duplex=False)
+            child = context.Process(
+                target=_child,
+                args=(work, frames.path, runs[slot], counts, slot, send),
+                name=f"skystack planetary {what} {slot}",
+                daemon=True,
+            )
+            with warnings.catch_warnings():
+                # Python 3.12+ warns that forking a multi-threaded process may deadlock; the
+                # only threads are OpenBLAS's and OpenCV's pools, which the child does not use
+                # (see _child).
+                warnings.filterwarnings(
+                    "ignore", "This process .* is multi-threaded", DeprecationWarning
+                )
+                child.start()
+            send.close()
+            children.append((child, receive))
+
+        reported = [-1]
+
+        def progress() -> None:
+            done = sum(counts)
+            if done != reported[0]:
+                reported[0] = done
+                report(done, total, what)
+
+        def tick() -> None:
+            counts[0] += 1
+            if counts[0] % _REPORT_EVERY == 0:
+                progress()
+
+        results = [work(frames, runs[0], tick)]
+        waiting = {receive: slot for slot, (_, receive) in enumerate(children, start=1)}
+        received: dict[int, Any] = {}
+        while waiting:
+            progress()
+            for receive in multiprocessing.connection.wait(list(waiting), _POLL_SECONDS):
+                slot = waiting.pop(receive)
+                try:
+                    ok, value = receive.recv()
+                except EOFError:
+                    child = children[slot - 1][0]
+                    child.join()
+                    raise SkystackError(
+                        f"{frames.path}: the process working on frames {runs[slot][0]} to "
+                        f"{runs[slot][-1]} ended without a result (exit code {child.exitcode})"
+                    ) from None
+                if not ok:
+                    raise value
+                received[slot] = value
+        results += [received[slot] for slot in range(1, count)]
+        progress()
+    finally:
+        for child, receive in children:
+            receive.close()
+            if child.is_alive():
+                child.terminate()
+            child.join()
+    return results
+
+
+def _child(work: _RunWork, path: Path, run: list[int], counts: Any, slot: int, send: Any) -> None:
+    """Body of a forked process of :func:`_split_run`: ``work`` on its own source."""
+    import cv2
+
+    # OpenCV's thread pool did not survive the fork (only this thread did); 0 runs its
+    # functions in this thread without touching the pool. One process per core is the
+    # parallelism.
+    cv2.setNumThreads(0)
+
+    def tick() -> None:
+        counts[slot] += 1
+
+    try:
+        with open_frames(path) as frames:
+            outcome = (True, work(frames, run, tick))
+    except BaseException as err:  # handed to the parent, which raises it
+        where = f"in the process working on frames {run[0]} to {run[-1]}:\n"
+        err.add_note(where + "".join(traceback.format_exception(err)).rstrip())
+        outcome = (False, err)
+    send.send(outcome)
+    send.close()
 
 
 _PHASE_BUDGET = 256 * 2**20  # bytes for the stacker's per-phase sums
@@ -594,6 +745,18 @@ def _phases(shape: tuple[int, ...]) -> int:
         if phases * phases * size <= _PHASE_BUDGET:
             return phases
     return 1
+
+
+_STACKERS_BUDGET = 2 * _PHASE_BUDGET  # bytes for the stackers of all processes together
+
+
+def _stack_processes(shape: tuple[int, ...], workers: int) -> int:
+    """Processes for the stack pass: each holds a stacker (its phase sums and background
+    sum), and together they stay within 512 MB (with frames of a few hundred pixels, that
+    is hundreds of processes)."""
+    phases = _phases(shape)
+    size = (phases * phases + 1) * 4 * int(np.prod(shape))
+    return max(1, min(workers, _STACKERS_BUDGET // size))
 
 
 def _clamped(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -9,9 +9,9 @@ displacement and blend the boxes. This module is that engine, as a streaming acc
 * :func:`select_per_point` turns a ``(n_frames, n_points)`` table of local sharpness into the
   ``(n_frames, n_points)`` choice of frames for every AP;
 * :class:`PatchStacker` is fed one globally aligned frame at a time (``add`` with the APs it was
-  chosen for and their local shifts, or ``contribution`` on worker threads and
-  ``add_contribution`` in one; ``add_background`` for the globally best frames) and holds only
-  arrays of the frame's size, so 10,000 frames cost no more memory than 10;
+  chosen for and their local shifts; ``add_background`` for the globally best frames) and holds
+  only arrays of the frame's size, so 10,000 frames cost no more memory than 10; stackers fed
+  different frames (in different processes) add up with ``merge``;
 * :func:`align_channels` corrects atmospheric dispersion (R and B displaced from G).
 
 Resampling
@@ -47,8 +47,7 @@ into the plain mean of the ``add_background`` frames with a smoothstep of the co
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -58,32 +57,10 @@ from skystack._typing import XY, Image
 from skystack.errors import GeometryError
 from skystack.planetary.align import shift_image
 
-__all__ = ["select_per_point", "PatchStacker", "BoxContribution", "align_channels", "LuckyKernel"]
+__all__ = ["select_per_point", "PatchStacker", "align_channels", "LuckyKernel"]
 
 LuckyKernel = Literal["cubic", "drop"]
 """Resampling of the shifted boxes: bicubic remap by a blended shift field, or drop drizzle."""
-
-
-class _Box(NamedTuple):  # a tuple: made by the thousand, cheaply
-    point: int
-    weight: float
-    phase: tuple[int, int]  # (by, bx) sub-pixel phase of the cubic kernel
-    span: tuple[int, int, int, int]  # y0, y1, x0, x1 in the accumulated grid
-    values: npt.NDArray[np.float32]  # the windowed box
-    drops: npt.NDArray[np.float64] | None  # drop kernel: the box's weights
-
-
-@dataclass(frozen=True, eq=False)
-class BoxContribution:
-    """One frame's windowed boxes, from :meth:`PatchStacker.contribution`.
-
-    Attributes
-    ----------
-    boxes : tuple
-        One entry per alignment point that receives the frame (internal layout).
-    """
-
-    boxes: tuple[_Box, ...]
 
 
 _COVER_FULL = 0.5  # summed AP windows at and above which the patch stack is used alone
@@ -374,27 +351,6 @@ class PatchStacker:
         ValueError
             ``points`` out of range, or ``shifts``/``weights`` do not match ``points`` or are
             not finite.
-
-        Notes
-        -----
-        The same as ``add_contribution(contribution(frame, points, shifts, weights=...))``.
-        """
-        self.add_contribution(self.contribution(frame, points, shifts, weights=weights))
-
-    def contribution(
-        self,
-        frame: npt.ArrayLike,
-        points: npt.ArrayLike,
-        shifts: npt.ArrayLike,
-        *,
-        weights: npt.ArrayLike | None = None,
-    ) -> BoxContribution:
-        """The windowed boxes :meth:`add` would accumulate, without accumulating them.
-
-        Only reads the stacker's settings, so worker threads can prepare the contributions
-        of several frames at once while one thread sums them with :meth:`add_contribution`
-        in a fixed order (the result does not depend on the threads' timing). Parameters
-        and errors as :meth:`add`.
         """
         data = self._check_frame(frame)
         idx = np.asarray(points, dtype=np.int64).reshape(-1)
@@ -411,11 +367,11 @@ class PatchStacker:
             msg = f"weights: expected {n} finite weights >= 0, got {w.tolist()}"
             raise ValueError(msg)
         if self.kernel == "cubic":
-            return self._phased_boxes(data, idx, sh, w)
+            self._add_phased(data, idx, sh, w)
+            return
         out_h, out_w = self.out_shape[:2]
         box = self._box
         win = self._window
-        boxes: list[_Box] = []
         for j in range(n):
             p = int(idx[j])
             u0, v0 = int(self._u0[p]), int(self._v0[p])
@@ -428,29 +384,17 @@ class PatchStacker:
             wx = win[ua - u0 : ub - u0]
             # Drop: the box is a sum of drops; its weight is the window times the drops.
             win2 = np.outer(wy, wx)
-            values = res * (win2 if res.ndim == 2 else win2[..., None])
-            drops = np.outer(wy * ry, wx * rx)
-            boxes.append(_Box(p, float(w[j]), (0, 0), (va, vb, ua, ub), values, drops))
-        return BoxContribution(tuple(boxes))
+            self._sum[va:vb, ua:ub] += res * (win2 if res.ndim == 2 else win2[..., None])
+            self._weight[va:vb, ua:ub] += np.outer(wy * ry, wx * rx)
+            self.n_added[p] += 1
 
-    def add_contribution(self, contribution: BoxContribution) -> None:
-        """Accumulate what :meth:`contribution` prepared for this stacker."""
-        for point, weight, (by, bx), (y0, y1, x0, x1), values, drops in contribution.boxes:
-            if drops is None:
-                self._bins[by, bx, y0:y1, x0:x1] += values
-                self._wsum[point, by, bx] += weight
-            else:
-                self._sum[y0:y1, x0:x1] += values
-                self._weight[y0:y1, x0:x1] += drops
-            self.n_added[point] += 1
-
-    def _phased_boxes(
+    def _add_phased(
         self,
         data: Image,
         idx: npt.NDArray[np.int64],
         sh: npt.NDArray[np.float64],
         w: npt.NDArray[np.float64],
-    ) -> BoxContribution:
+    ) -> None:
         """Cubic kernel: each box moved by whole pixels into the sum of its sub-pixel phase.
 
         A shift ``s`` is rounded to the nearest multiple of ``1 / phases`` and split into whole
@@ -467,49 +411,62 @@ class PatchStacker:
         nx, bx = np.divmod(np.rint(sh[:, 0] * phases).astype(np.int64), phases)
         ny, by = np.divmod(np.rint(sh[:, 1] * phases).astype(np.int64), phases)
         xa, ya = self._xa[idx, bx], self._ya[idx, by]
-        # Windows of every box, (k, L) per axis, times the frame's weight at the point.
-        wy = self._wy[idx, by] * w[:, None].astype(np.float32)
-        wx = self._wx[idx, bx]
-        # Boxes wholly inside the grid, read wholly inside the frame: one gather for all.
-        inside = (xa >= 0) & (ya >= 0) & (xa + length <= width) & (ya + length <= height)
-        inside &= (xa - nx >= 0) & (ya - ny >= 0)
-        inside &= (xa - nx + length <= width) & (ya - ny + length <= height)
-        inside &= w > 0.0
-        values = None
-        if inside.any():
-            view = np.lib.stride_tricks.sliding_window_view(data, (length, length), axis=(0, 1))
-            gathered = view[(ya - ny)[inside], (xa - nx)[inside]]  # (m, [3,] L, L)
-            weight = wy[inside][:, :, None] * wx[inside][:, None, :]
-            if data.ndim == 3:
-                gathered = np.moveaxis(gathered, 1, -1)
-                weight = weight[..., None]
-            values = gathered * weight
-        boxes: list[_Box] = []
-        rank = (np.cumsum(inside) - 1).tolist()
+        # Windows of every box, (k, L, L), times the frame's weight at the point.
+        windows = (self._wy[idx, by] * w[:, None].astype(np.float32))[:, :, None]
+        windows = windows * self._wx[idx, bx][:, None, :]
         rows_j = zip(
             idx.tolist(), w.tolist(), by.tolist(), bx.tolist(), ya.tolist(), xa.tolist(),
-            inside.tolist(), strict=True,
+            ny.tolist(), nx.tolist(), strict=True,
         )  # fmt: skip
-        for j, (p, weight_j, by_j, bx_j, ya_j, xa_j, inside_j) in enumerate(rows_j):
+        for j, (p, weight_j, by_j, bx_j, ya_j, xa_j, ny_j, nx_j) in enumerate(rows_j):
             if weight_j == 0.0:
-                continue
-            if inside_j:
-                span = (ya_j, ya_j + length, xa_j, xa_j + length)
-                boxes.append(_Box(p, weight_j, (by_j, bx_j), span, values[rank[j]], None))
                 continue
             x0, x1 = max(xa_j, 0), min(xa_j + length, width)
             y0, y1 = max(ya_j, 0), min(ya_j + length, height)
             if x0 >= x1 or y0 >= y1:
                 continue
-            rows = np.clip(np.arange(y0, y1) - ny[j], 0, height - 1)
-            cols = np.clip(np.arange(x0, x1) - nx[j], 0, width - 1)
-            box = data[np.ix_(rows, cols)]
-            weight = wy[j, y0 - ya[j] : y1 - ya[j], None] * wx[j, None, x0 - xa[j] : x1 - xa[j]]
-            if box.ndim == 3:
-                weight = weight[..., None]
-            span = (y0, y1, x0, x1)
-            boxes.append(_Box(p, weight_j, (by_j, bx_j), span, box * weight, None))
-        return BoxContribution(tuple(boxes))
+            if 0 <= y0 - ny_j and y1 - ny_j <= height and 0 <= x0 - nx_j and x1 - nx_j <= width:
+                box = data[y0 - ny_j : y1 - ny_j, x0 - nx_j : x1 - nx_j]
+            else:
+                rows = np.clip(np.arange(y0, y1) - ny_j, 0, height - 1)
+                cols = np.clip(np.arange(x0, x1) - nx_j, 0, width - 1)
+                box = data[np.ix_(rows, cols)]
+            weight = windows[j, y0 - ya_j : y1 - ya_j, x0 - xa_j : x1 - xa_j]
+            target = self._bins[by_j, bx_j, y0:y1, x0:x1]
+            if box.ndim == 2:
+                cv2.accumulateProduct(box, weight, target)  # in place, += box * weight
+            else:
+                target += box * weight[..., None]
+            self._wsum[p, by_j, bx_j] += weight_j
+            self.n_added[p] += 1
+
+    def merge(self, other: PatchStacker) -> None:
+        """Add the sums of ``other``, a stacker made with the same arguments and fed other
+        frames (in another process, say); the sums are additive, so the result is that of one
+        stacker fed all the frames, to float32 rounding.
+
+        Raises
+        ------
+        ValueError
+            ``other`` was made with other arguments.
+        """
+        layout = ("shape", "ap_size", "drizzle", "kernel", "pixfrac", "phases")
+        if any(getattr(self, name) != getattr(other, name) for name in layout) or not (
+            np.array_equal(self.centres, other.centres)
+        ):
+            mine = {name: getattr(self, name) for name in layout}
+            theirs = {name: getattr(other, name) for name in layout}
+            msg = f"merge: the stackers differ in their layout: {mine} vs {theirs} (or centres)"
+            raise ValueError(msg)
+        if self.kernel == "cubic":
+            self._bins += other._bins
+            self._wsum += other._wsum
+        else:
+            self._sum += other._sum
+            self._weight += other._weight
+        self._bg_sum += other._bg_sum
+        self.n_added += other.n_added
+        self.n_background += other.n_background
 
     def add_background(self, frame: npt.ArrayLike) -> None:
         """Accumulate a globally aligned frame into the plain mean used outside the APs.
