@@ -54,7 +54,7 @@ def configure_logging(*, debug: bool, log_format: LogFormat = "text", quiet: boo
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
-    for noisy in ("numba", "distributed", "asyncio", "PIL", "matplotlib"):
+    for noisy in ("numba", "distributed", "asyncio", "PIL", "matplotlib", "tifffile"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import warnings
 

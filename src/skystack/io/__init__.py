@@ -134,8 +134,13 @@ def detect_format(path: str | os.PathLike[str]) -> FileFormat:
     """
     path = Path(path)
     _check_input(path)
-    with open(path, "rb") as fh:
-        head = fh.read(64)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except PermissionError as err:  # permissions changed since the check
+        raise FileAccessError(f"{path}: cannot be read (permission denied)") from err
+    except OSError as err:
+        raise FileAccessError(f"{path}: cannot be read ({one_line(err)})") from err
     sniffed = _sniff(head)
     ext = _suffix(path)
     if ext in RAW_EXTENSIONS:
@@ -156,7 +161,8 @@ def detect_format(path: str | os.PathLike[str]) -> FileFormat:
         if by_ext == "video" and sniffed is None:
             return "video"  # container magic varies (Matroska, old QuickTime); OpenCV decides
         if sniffed != by_ext:
-            raise FormatError(f"{path}: not a {by_ext.upper()} file ({_describe(head)})")
+            article = "an" if by_ext in ("xisf", "iraf") else "a"
+            raise FormatError(f"{path}: not {article} {by_ext.upper()} file ({_describe(head)})")
         return by_ext
     if sniffed is not None:
         return sniffed
@@ -200,8 +206,13 @@ def read(path: str | os.PathLike[str], *, index: int = 0) -> Frame:
         raise
     except MemoryError as err:
         raise FormatError(f"{path}: image too large to load ({err})") from err
-    except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError) as err:
-        # Third-party readers signal corrupt data with a variety of builtin errors.
+    except PermissionError as err:
+        # Permissions changed after the check above, or a companion file (an IRAF .pix).
+        denied = f" ({err.filename})" if err.filename and str(err.filename) != str(path) else ""
+        raise FileAccessError(f"{path}: cannot be read (permission denied{denied})") from err
+    except (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, ArithmeticError) as err:
+        # Third-party readers signal corrupt data with a variety of builtin errors (a size of
+        # zero in a header divides by zero, a huge one overflows).
         raise FormatError(f"{path}: cannot read {fmt.upper()} data ({one_line(err)})") from err
 
 
@@ -268,7 +279,9 @@ def write(
     if bits == 8 and fmt in _PICTURE_FORMATS and _needs_display_stretch(frame, stretch):
         data = display_stretch(data)
     writer = getattr(_module(fmt), f"write_{fmt}")
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    # Samples plus headers: what a full disk message quotes as the space needed.
+    needed = int(np.size(data)) * (bits // 8) + 64 * 1024
+    with atomic_path(path, overwrite=overwrite, needed_bytes=needed) as tmp:
         if fmt in ("fits", "xisf"):
             writer(data, tmp, meta=frame.meta, bit_depth=bits, history=tuple(history))
         else:

@@ -11,7 +11,17 @@ from pathlib import Path
 
 from skystack.errors import FileAccessError, OutOfDiskError, OutputExistsError
 
-__all__ = ["atomic_path", "check_writable"]
+__all__ = ["atomic_path", "check_writable", "format_bytes"]
+
+
+def format_bytes(count: int) -> str:
+    """A byte count for people: ``"812 bytes"``, ``"3.4 MB"``, ``"1.2 GB"`` (powers of 1000)."""
+    if count < 1000:
+        return f"{count} bytes"
+    for unit, scale in (("kB", 1e3), ("MB", 1e6)):
+        if count < scale * 1000:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count / 1e9:.1f} GB"
 
 
 def check_writable(path: Path, *, overwrite: bool) -> None:
@@ -21,11 +31,14 @@ def check_writable(path: Path, *, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], *, overwrite: bool = True, needed_bytes: int | None = None
+) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it to ``path`` on success.
 
     On any error the temporary file is removed and ``path`` is left as it was, so a reader never
-    sees a half-written output. A full disk becomes :class:`OutOfDiskError`.
+    sees a half-written output. A full disk becomes :class:`OutOfDiskError`, whose message
+    names the file and, when ``needed_bytes`` is given, the space needed.
 
     Parameters
     ----------
@@ -33,6 +46,8 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
         The final output path.
     overwrite : bool
         Whether an existing ``path`` may be replaced.
+    needed_bytes : int, optional
+        An estimate of the output's size, quoted when the disk fills up.
     """
     target = Path(path)
     check_writable(target, overwrite=overwrite)
@@ -58,9 +73,11 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
         os.replace(tmp, target)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        if err.errno == errno.ENOSPC:
+        if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            need = f"; it needs about {format_bytes(needed_bytes)}" if needed_bytes else ""
             raise OutOfDiskError(
-                f"{target}: no space left on the device while writing; free some space and re-run"
+                f"{target}: no space left on the device while writing (the disk is full{need}); "
+                f"free some space in {folder} and re-run"
             ) from err
         raise
     except BaseException:

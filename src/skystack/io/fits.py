@@ -7,22 +7,30 @@ header's cards are kept in ``FrameMeta.header`` and the well-known ones parsed i
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
+import io
+import math
+import os
 import re
 import warnings
+import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from astropy.io import fits
-from astropy.io.fits.verify import VerifyWarning
+from astropy.io.fits.hdu.compressed._compression import CfitsioException
+from astropy.io.fits.verify import VerifyError, VerifyWarning
 from astropy.utils.exceptions import AstropyUserWarning
 
 from skystack._typing import CFA_PATTERNS, CfaPattern, FrameKind, Image
 from skystack.errors import FormatError
 from skystack.frame import Frame, FrameMeta, HeaderCard
-from skystack.io._common import one_line
+from skystack.io._common import check_claimed_size, one_line
 from skystack.io._scale import stored_samples
 
 __all__ = ["read_fits", "read_fits_rows", "write_fits", "meta_fields_from_cards", "cards_from_meta"]
@@ -243,9 +251,8 @@ def cards_from_meta(meta: FrameMeta) -> list[HeaderCard]:
 def _image_hdu(hdul: fits.HDUList, path: Path) -> fits.hdu.base.ExtensionHDU:
     for hdu in hdul:
         if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
-            if hdu.header.get("NAXIS", 0) > 0 and not (
-                isinstance(hdu, fits.PrimaryHDU) and _is_empty_primary(hdu)
-            ):
+            naxis = _axis_length(hdu.header, "NAXIS", path)
+            if naxis > 0 and not (isinstance(hdu, fits.PrimaryHDU) and _is_empty_primary(hdu)):
                 return hdu
     raise FormatError(f"{path}: FITS file holds no image data")
 
@@ -254,13 +261,25 @@ def _is_empty_primary(hdu: fits.PrimaryHDU) -> bool:
     return any(hdu.header.get(f"NAXIS{i}", 1) == 0 for i in range(1, hdu.header["NAXIS"] + 1))
 
 
+def _axis_length(header: fits.Header, key: str, path: Path) -> int:
+    try:
+        value = header.get(key, 0)
+    except (VerifyError, ValueError) as err:
+        raise FormatError(
+            f"{path}: FITS header card {key} is unparsable ({one_line(err)})"
+        ) from err
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FormatError(f"{path}: FITS header {key} = {value!r} is not an integer")
+    return value
+
+
 def _check_dimensions(header: fits.Header, path: Path) -> tuple[int, ...]:
-    naxis = int(header.get("ZNAXIS", header.get("NAXIS", 0)))
     prefix = "ZNAXIS" if "ZNAXIS" in header else "NAXIS"
-    shape = tuple(int(header.get(f"{prefix}{i}", 0)) for i in range(naxis, 0, -1))
+    naxis = _axis_length(header, prefix, path)
     if naxis not in (2, 3):
         raise FormatError(f"{path}: FITS image has {naxis} axes; expected a 2-D image or a cube")
-    if any(n <= 0 for n in shape) or int(np.prod(shape, dtype=np.int64)) > _MAX_PIXELS:
+    shape = tuple(_axis_length(header, f"{prefix}{i}", path) for i in range(naxis, 0, -1))
+    if any(n <= 0 for n in shape) or math.prod(shape) > _MAX_PIXELS:
         raise FormatError(f"{path}: FITS header claims an impossible image size {shape}")
     if naxis == 3 and shape[0] not in (1, 3):
         raise FormatError(
@@ -299,50 +318,57 @@ def read_fits(path: Path) -> Frame:
     Parameters
     ----------
     path : Path
-        ``.fits/.fit/.fts``, tile-compressed ``.fz``, or whole-file ``.gz``/``.bz2``.
+        ``.fits/.fit/.fts``, tile-compressed ``.fz``, or whole-file ``.gz``/``.bz2`` (recognised
+        by their first bytes, whatever the extension).
 
     Returns
     -------
     Frame
         float32 data, ``(H, W)`` or ``(H, W, 3)``; integer data scaled to full scale 1.0.
+
+    Raises
+    ------
+    FormatError
+        When the file is not FITS, is truncated or corrupt, holds no 2-D image or cube, or its
+        header promises more data than the file holds (checked before any allocation).
     """
     path = Path(path)
     notes: list[str] = []
-    compressed_whole = path.suffix.lower() in (".gz", ".bz2")
-    with warnings.catch_warnings():
+    compression = _whole_file_compression(path)
+    with warnings.catch_warnings(), contextlib.ExitStack() as files:
         # Non-standard cards in real files (e.g. HIERARCH, long strings) are not our problem.
         warnings.simplefilter("ignore", VerifyWarning)
         warnings.simplefilter("ignore", AstropyUserWarning)
+        hdul = _open(path, compression, files)
         try:
-            hdul = fits.open(
-                path,
-                memmap=not compressed_whole,
-                do_not_scale_image_data=True,
-                lazy_load_hdus=True,
-                mode="readonly",
-            )
-        except OSError as err:
-            raise FormatError(f"{path}: not a readable FITS file ({one_line(err)})") from err
-        with hdul:
-            hdu = _image_hdu(hdul, path)
-            header = hdu.header
-            shape = _check_dimensions(header, path)
-            try:
-                raw = hdu.data
-            except (TypeError, ValueError, OSError) as err:
-                raise FormatError(
-                    f"{path}: FITS data are truncated or corrupt ({one_line(err)})"
-                ) from err
-            if raw is None or raw.shape != shape:
-                raise FormatError(f"{path}: FITS data are truncated (expected shape {shape})")
-            data = _to_float(raw, header, notes)
-            del raw
-            cards = tuple(
-                (card.keyword, card.value, card.comment)
-                for card in hdu.header.cards
-                if not _STRUCTURAL.match(card.keyword)
-            )
-            bitpix = int(hdu.header.get("ZBITPIX", hdu.header.get("BITPIX", 0)))
+            with hdul:
+                hdu = _image_hdu(hdul, path)
+                header = hdu.header
+                shape = _check_dimensions(header, path)
+                if isinstance(hdu, fits.CompImageHDU):
+                    # astropy allocates the whole image before decompressing the tiles.
+                    bits = abs(int(header.get("ZBITPIX", 32)))
+                    nbytes = math.prod(shape) * max(bits // 8, 1)
+                    claim = f"FITS header claims a tile-compressed image of {shape} samples"
+                    size = path.stat().st_size
+                    check_claimed_size(path, claim, nbytes, stored=size, max_ratio=None)
+                try:
+                    raw = hdu.data
+                except _CORRUPT as err:
+                    raise FormatError(
+                        f"{path}: FITS data are truncated or corrupt ({one_line(err)})"
+                    ) from err
+                if raw is None or raw.shape != shape:
+                    raise FormatError(f"{path}: FITS data are truncated (expected shape {shape})")
+                data = _to_float(raw, header, notes)
+                del raw
+                cards = _header_cards(hdu.header)
+                bitpix = int(hdu.header.get("ZBITPIX", hdu.header.get("BITPIX", 0)))
+        except FormatError:
+            raise
+        except _CORRUPT as err:
+            # A header value astropy cannot parse, or of the wrong type (BZERO = 'x' ...).
+            raise FormatError(f"{path}: FITS header is corrupt ({one_line(err)})") from err
     if data.ndim == 3:
         data = np.ascontiguousarray(np.moveaxis(data, 0, -1)) if shape[0] == 3 else data[0]
     fields = meta_fields_from_cards(cards, height=data.shape[0])
@@ -357,6 +383,187 @@ def read_fits(path: Path) -> Frame:
         **fields,
     )
     return Frame(data, meta)
+
+
+_GZIP_MAGIC, _BZIP2_MAGIC = b"\x1f\x8b", b"BZh"
+# What astropy and the decompressors raise on damaged files.
+_CORRUPT = (
+    OSError, EOFError, ValueError, TypeError, KeyError, IndexError, VerifyError, zlib.error,
+    ArithmeticError,  # a zero or huge tile size in ZTILEn
+    RuntimeError,  # astropy on an invalid TFORM of a tile-compressed table
+    CfitsioException,  # astropy's tile decompression (RICE, HCOMPRESS, PLIO)
+)  # fmt: skip
+
+
+def _open(path: Path, compression: str | None, files: contextlib.ExitStack) -> fits.HDUList:
+    """Open ``path``; its file handle, if any, is closed by ``files`` (astropy leaves the file
+    open when it fails on a damaged header, so it gets a handle it does not own)."""
+    try:
+        if compression is None:
+            fh = files.enter_context(open(path, "rb"))
+            _check_headers(fh, os.fstat(fh.fileno()).st_size, path)
+            fh.seek(0)
+            return fits.open(
+                fh,
+                memmap=True,
+                do_not_scale_image_data=True,
+                lazy_load_hdus=True,
+                mode="readonly",
+            )
+        # Decompressed here, not by astropy: astropy allocates the array the header promises
+        # before finding the stream too short. From bytes, astropy's arrays are views of the
+        # buffer, so a header that claims more than the file holds fails without allocating.
+        return _from_bytes(_decompress(path, compression), path, compression)
+    except FormatError:
+        raise
+    except _CORRUPT as err:
+        _raise_for_header(path, compression)
+        raise FormatError(f"{path}: not a readable FITS file ({one_line(err)})") from err
+
+
+_BLOCK = 2880
+_MAX_AXES = 999  # the FITS standard's limit for NAXIS and TFIELDS
+_MAX_HDUS = 64  # headers checked: far more than an image file has before its image
+_MAX_HEADER_BLOCKS = 1000  # 36,000 cards
+_COUNTED = {b"NAXIS", b"ZNAXIS", b"TFIELDS"}
+
+
+def _check_headers(fh: BinaryIO, size: int, path: Path) -> None:
+    """Check the file's headers before astropy builds its HDUs from them.
+
+    * NAXIS, ZNAXIS and TFIELDS: astropy builds an HDU with a Python loop over ``range(NAXIS)``
+      (``range(TFIELDS)`` for tables), and a damaged header claiming NAXIS = 10**9 kept it busy
+      for many minutes. The standard allows at most 999.
+    * The data of the first HDU that has any must be in the file: from bytes (compressed files)
+      astropy fails on short data with an AttributeError rather than an error of its own.
+
+    Only cards that parse as integers are looked at; anything else is left to astropy.
+    """
+    offset = 0
+    seen_data = False
+    for index in range(_MAX_HDUS):
+        values: dict[bytes, int] = {}
+        end = False
+        for _block in range(_MAX_HEADER_BLOCKS):
+            fh.seek(offset)
+            block = fh.read(_BLOCK)
+            if len(block) < _BLOCK:
+                return  # truncated: astropy says so
+            offset += _BLOCK
+            for start in range(0, _BLOCK, 80):
+                key = block[start : start + 8].rstrip()
+                if key == b"END":
+                    end = True
+                    break
+                if block[start + 8 : start + 10] != b"= ":
+                    continue
+                text = block[start + 10 : start + 80].split(b"/", 1)[0].strip()
+                try:
+                    values[key] = int(text)
+                except ValueError:
+                    continue
+            if end:
+                break
+        if not end:
+            return  # no END card where expected: astropy judges the rest
+        for key in _COUNTED:
+            count = values.get(key)
+            if count is not None and not 0 <= count <= _MAX_AXES:
+                raise FormatError(
+                    f"{path}: FITS header {key.decode()} = {count}; expected 0 to {_MAX_AXES}"
+                )
+        naxis = values.get(b"NAXIS", 0)
+        dims = [values.get(b"NAXIS%d" % i, 0) for i in range(1, naxis + 1)]
+        elements = math.prod(dims) if dims else 0
+        nbytes = abs(values.get(b"BITPIX", 8)) // 8 * values.get(b"GCOUNT", 1)
+        nbytes *= values.get(b"PCOUNT", 0) + elements
+        if nbytes > 0 and not seen_data and offset + nbytes > size:
+            if elements > _MAX_PIXELS:
+                shape = tuple(reversed(dims))
+                raise FormatError(f"{path}: FITS header claims an impossible image size {shape}")
+            raise FormatError(
+                f"{path}: FITS data are truncated (HDU {index} promises {nbytes} bytes of data "
+                f"from byte {offset}; the file ends at byte {size})"
+            )
+        seen_data = seen_data or nbytes > 0
+        offset += -(-max(nbytes, 0) // _BLOCK) * _BLOCK
+        if offset >= size:
+            return
+
+
+def _whole_file_compression(path: Path) -> str | None:
+    """``"gzip"`` or ``"bzip2"`` from the file's first bytes, else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(3)
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_BZIP2_MAGIC):
+        return "bzip2"
+    return None
+
+
+def _decompress(path: Path, compression: str) -> bytes:
+    """The decompressed content of a whole-file compressed FITS file."""
+    opener = gzip.open if compression == "gzip" else bz2.open
+    chunks: list[bytes] = []
+    try:
+        with opener(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                chunks.append(chunk)
+    except (OSError, EOFError, ValueError, zlib.error) as err:
+        raise FormatError(
+            f"{path}: {compression}-compressed FITS file is truncated or corrupt ({one_line(err)})"
+        ) from err
+    return b"".join(chunks)
+
+
+def _from_bytes(content: bytes, path: Path, compression: str) -> fits.HDUList:
+    if not content.startswith(b"SIMPLE  ="):
+        raise FormatError(
+            f"{path}: {compression}-compressed file does not hold FITS data (it starts with "
+            f"{content[:8]!r}, expected 'SIMPLE  =')"
+        )
+    _check_headers(io.BytesIO(content), len(content), path)
+    try:
+        return fits.HDUList.fromstring(content, do_not_scale_image_data=True)
+    except AttributeError as err:
+        # astropy's fromstring fails this way when no header can be parsed at all.
+        raise FormatError(
+            f"{path}: {compression}-compressed FITS file holds no readable header"
+        ) from err
+
+
+def _raise_for_header(path: Path, compression: str | None) -> None:
+    """After astropy failed to open ``path``: raise a clearer error if its first header tells why.
+
+    A header promising an absurd image makes astropy seek far beyond the end of the file, which
+    fails with an unhelpful ``Invalid argument``; the dimensions say what is wrong.
+    """
+    opener: Any = {"gzip": gzip.open, "bzip2": bz2.open}.get(compression or "", open)
+    try:
+        with opener(path, "rb") as fh:
+            header = fits.Header.fromfile(fh, padding=False)
+        naxis = header.get("NAXIS", 0)
+    except FormatError:
+        raise
+    except _CORRUPT:
+        return
+    if naxis in (2, 3):
+        _check_dimensions(header, path)
+
+
+def _header_cards(header: fits.Header) -> tuple[HeaderCard, ...]:
+    """The header's cards but the structural ones; an unparsable value is kept as its text."""
+    cards: list[HeaderCard] = []
+    for card in header.cards:
+        if _STRUCTURAL.match(card.keyword):
+            continue
+        try:
+            cards.append((card.keyword, card.value, card.comment))
+        except (VerifyError, ValueError):
+            text = card.image[10:] if card.image[8:10] == "= " else card.image[8:]
+            cards.append((card.keyword, text.split(" /", 1)[0].strip(), ""))
+    return tuple(cards)
 
 
 def read_fits_rows(path: Path, start: int, stop: int) -> Image:

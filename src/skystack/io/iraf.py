@@ -30,6 +30,7 @@ IRAF ``sys/imio/iki/oif/imhv2.h`` and ``sys/imio/imio.h`` (iraf-community/iraf o
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import warnings
@@ -155,7 +156,9 @@ def _header_path(path: Path) -> Path:
 def _read_header_bytes(header_path: Path, path: Path) -> bytes:
     try:
         with open(header_path, "rb") as fh:
-            raw = fh.read(_MAX_HEADER_BYTES + 1)
+            # Not fh.read(_MAX_HEADER_BYTES + 1): that allocates the whole limit up front.
+            size = os.fstat(fh.fileno()).st_size
+            raw = fh.read(min(size, _MAX_HEADER_BYTES + 1))
     except FileNotFoundError as err:
         raise FormatError(f"{path}: IRAF header {header_path} not found") from err
     if len(raw) > _MAX_HEADER_BYTES:

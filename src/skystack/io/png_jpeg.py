@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 from skystack._typing import Image
 from skystack.errors import FormatError
 from skystack.frame import Frame, FrameMeta
+from skystack.io._common import check_claimed_size
 from skystack.io._scale import integer_to_float, stored_samples
 from skystack.io.tiff import meta_from_exif, read_exif
 
@@ -62,10 +64,7 @@ def read_png(path: str | os.PathLike[str]) -> Frame:
     """
     path = Path(path)
     buffer = _read_bytes(path)
-    head = buffer[:33].tobytes()
-    if head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR" or len(head) < 26:
-        raise FormatError(f"{path}: not a PNG file (no PNG signature and header)")
-    colour_type = head[25]
+    colour_type = _check_png_structure(buffer.tobytes(), path)
     pixels = _decode(buffer, path, "PNG")
     notes: list[str] = []
     if colour_type == _PNG_PALETTE:
@@ -109,6 +108,56 @@ def write_png(
         raise FormatError(f"{path}: PNG holds 8- or 16-bit samples, not {bit_depth}-bit")
     stored = _quantise(data, bit_depth, path, "PNG")
     _encode(stored, path, ".png", [cv2.IMWRITE_PNG_COMPRESSION, 3])
+
+
+# Samples per pixel of each PNG colour type.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Deflate decodes at most 258 bytes from 2 bits: 1032 to 1 (1100 leaves room for headers).
+_DEFLATE_MAX_RATIO = 1100
+
+
+def _check_png_structure(data: bytes, path: Path) -> int:
+    """Walk the PNG chunks up to IEND, check the claimed size; return the colour type.
+
+    Done before decoding: a chunk length beyond the end of the file made the decoder spin for
+    seconds, and a header claiming a huge image made it allocate that image first.
+    """
+    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 33:
+        raise FormatError(f"{path}: not a PNG file (no PNG signature and header)")
+    width, height, depth, colour_type = struct.unpack_from(">IIBB", data, 16)
+    if int.from_bytes(data[8:12], "big") != 13 or colour_type not in _PNG_CHANNELS:
+        raise FormatError(f"{path}: PNG header is corrupt (colour type {colour_type})")
+    if depth not in (1, 2, 4, 8, 16) or width == 0 or height == 0:
+        raise FormatError(
+            f"{path}: PNG header is corrupt ({width}x{height} pixels of {depth} bits)"
+        )
+    size = len(data)
+    pos = 8
+    compressed = 0
+    while True:
+        if pos + 12 > size:
+            raise FormatError(f"{path}: PNG data are truncated (no IEND chunk)")
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if pos + 12 + length > size:
+            raise FormatError(
+                f"{path}: PNG data are truncated or corrupt (chunk {kind!r} at byte {pos} "
+                f"claims {length} bytes; the file ends {size - pos - 12} bytes later)"
+            )
+        if kind == b"IDAT":
+            compressed += length
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    row_bytes = 1 + (width * _PNG_CHANNELS[colour_type] * depth + 7) // 8
+    check_claimed_size(
+        path,
+        f"PNG header claims {width}x{height} pixels",
+        height * row_bytes,
+        stored=compressed,
+        max_ratio=_DEFLATE_MAX_RATIO,
+    )
+    return colour_type
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,12 +281,41 @@ def _check_jpeg_structure(data: bytes, path: Path) -> bytes | None:
             raise FormatError(truncated)
         if marker == 0xE1 and exif is None and data[pos + 2 : pos + 8] == b"Exif\x00\x00":
             exif = data[pos + 8 : end]
+        if marker in _SOF_MARKERS:
+            _check_jpeg_frame(data[pos + 2 : end], marker, size, path)
         pos = end
         if marker == 0xDA:
             found = _NEXT_MARKER.search(data, pos)
             if found is None:
                 raise FormatError(truncated)
             pos = found.start()
+
+
+# Start-of-frame markers (C4 is DHT, C8 is reserved, CC is DAC); C9-CF use arithmetic coding.
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7,
+                          0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})  # fmt: skip
+# Huffman coding spends at least one bit per 8x8 block and component: 512 pixels per byte.
+_JPEG_MAX_PIXELS_PER_BYTE = 1024
+
+
+def _check_jpeg_frame(segment: bytes, marker: int, size: int, path: Path) -> None:
+    """Check a start-of-frame segment's size claim before the decoder allocates the image."""
+    if len(segment) < 6:
+        raise FormatError(f"{path}: JPEG data are corrupt (start-of-frame segment too short)")
+    height, width, components = struct.unpack_from(">HHB", segment, 1)
+    if width == 0 or components == 0:
+        raise FormatError(
+            f"{path}: JPEG header is corrupt ({width}x{height} pixels, {components} components)"
+        )
+    # Huffman coding bounds the pixels per byte; arithmetic coding (C9-CF) only the generic bound.
+    ratio = _JPEG_MAX_PIXELS_PER_BYTE * components if marker < 0xC9 else None
+    check_claimed_size(
+        path,
+        f"JPEG header claims {width}x{height} pixels",
+        width * max(height, 1) * components,
+        stored=size,
+        max_ratio=ratio,
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ block (a JPEG's EXIF segment, a TIFF-based camera raw) without decoding image da
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ import tifffile
 from skystack._typing import CFA_PATTERNS, CfaPattern, Image
 from skystack.errors import FormatError
 from skystack.frame import Frame, FrameMeta, HeaderCard
-from skystack.io._common import one_line, software_name
+from skystack.io._common import check_claimed_size, one_line, software_name
 from skystack.io._scale import stored_samples
 
 __all__ = ["read_tiff", "write_tiff", "read_exif", "meta_from_exif", "ExifMeta"]
@@ -77,6 +78,7 @@ def read_tiff(path: str | os.PathLike[str]) -> Frame:
                 raise FormatError(f"{path}: TIFF file's first page is not an image")
             if n_pages > 1:
                 notes.append(f"multi-page TIFF ({n_pages} pages): read only the first page")
+            _check_page_size(page, path)
             samples = page.asarray()
             tags = _page_tags(page)
             layout = _Layout(
@@ -90,7 +92,12 @@ def read_tiff(path: str | os.PathLike[str]) -> Frame:
         raise
     except tifffile.TiffFileError as err:
         raise FormatError(f"{path}: not a readable TIFF file ({one_line(err)})") from err
-    except (ValueError, OSError, EOFError, IndexError, KeyError, struct.error) as err:
+    except (
+        ValueError, OSError, EOFError, IndexError, KeyError, struct.error, RuntimeError,
+        ArithmeticError,
+    ) as err:  # fmt: skip
+        # RuntimeError: the imagecodecs decoders (Jpeg8Error, ZlibError ...) derive from it.
+        # ArithmeticError: a RowsPerStrip or tile size of 0 divides by zero in tifffile.
         detail = one_line(err).strip("\"'")
         if "imagecodecs" in detail:
             raise FormatError(
@@ -112,6 +119,47 @@ def read_tiff(path: str | os.PathLike[str]) -> Frame:
         **exif.fields,
     )
     return Frame(data, meta)
+
+
+# The most bytes of samples one stored byte decodes to, per compression; the others (zstd,
+# LZMA, WebP ...) get the generic bound of check_claimed_size.
+_MAX_RATIO: dict[int, float] = {
+    1: 1.0,  # none
+    32773: 128.0,  # PackBits: 2 bytes give 128
+    5: 4096.0,  # LZW: one 12-bit code gives at most a 4096-byte string
+    8: 1100.0,  # Adobe deflate: 1032 to 1
+    32946: 1100.0,  # deflate
+    7: 1536.0,  # JPEG: at least one bit per 8x8 block and component
+    6: 1536.0,  # old-style JPEG
+}
+
+
+def _check_page_size(page: tifffile.TiffPage, path: Path) -> None:
+    """Refuse a page whose claimed size its strips cannot hold, before tifffile allocates it.
+
+    tifffile allocates the whole image first: a mutated ImageWidth of 2**32 - 1 asked for 48 GB.
+    """
+    shape = tuple(int(n) for n in page.shape)
+    nbytes = math.prod(shape) * page.dtype.itemsize if page.dtype is not None else 0
+    file_size = page.parent.filehandle.size
+    # tifffile allocates each strip's byte count before reading it: a strip claiming 1 GiB
+    # allocated 1 GiB even though the file ends after a few bytes.
+    for index, (offset, count) in enumerate(
+        zip(page.dataoffsets, page.databytecounts, strict=False)
+    ):
+        if count and int(offset) + int(count) > file_size:
+            raise FormatError(
+                f"{path}: TIFF data are truncated or corrupt (strip {index} of {count} bytes at "
+                f"byte {offset} goes beyond the end of the file, {file_size} bytes)"
+            )
+    stored = sum(int(n) for n in page.databytecounts)
+    ratio = _MAX_RATIO.get(int(page.compression))
+    bits = int(page.bitspersample)
+    if ratio is not None and page.dtype is not None and 0 < bits < page.dtype.itemsize * 8:
+        ratio *= page.dtype.itemsize * 8 / bits  # packed samples unpack into larger ones
+    size = "x".join(str(n) for n in shape)
+    claim = f"TIFF header claims an image of {size} samples"
+    check_claimed_size(path, claim, nbytes, stored=stored, max_ratio=ratio)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
 import zlib
 from collections.abc import Iterable
 from datetime import datetime
@@ -30,7 +31,7 @@ from xisf import XISF
 from skystack._typing import Image
 from skystack.errors import FormatError
 from skystack.frame import Frame, FrameMeta, HeaderCard
-from skystack.io._common import one_line, software_name
+from skystack.io._common import check_claimed_size, one_line, software_name
 from skystack.io._scale import integer_to_float, stored_samples
 from skystack.io.fits import cards_from_meta, meta_fields_from_cards
 
@@ -54,7 +55,16 @@ _DECODE_ERRORS = (
     zlib.error,
     lz4.block.LZ4BlockError,
     zstandard.ZstdError,
+    SyntaxError,  # ast.literal_eval of a damaged property value
+    RecursionError,
+    LookupError,
 )
+_SIGNATURE = b"XISF0100"
+_PREAMBLE = 16  # signature, header length (uint32), reserved
+_SAMPLE_BYTES = {"UInt8": 1, "Byte": 1, "UInt16": 2, "UShort": 2, "UInt32": 4, "UInt": 4,
+                 "Float32": 4, "Float": 4, "Float64": 8, "Double": 8}  # fmt: skip
+# The most bytes one compressed byte decodes to (zstd: check_claimed_size's generic bound).
+_CODEC_RATIO: dict[str, float | None] = {"zlib": 1100.0, "lz4": 256.0, "lz4hc": 256.0, "zstd": None}
 
 
 def read_xisf(path: str | os.PathLike[str]) -> Frame:
@@ -82,6 +92,7 @@ def read_xisf(path: str | os.PathLike[str]) -> Frame:
     """
     path = Path(path)
     notes: list[str] = []
+    _check_blocks(path)
     try:
         document = XISF(os.fspath(path))
         images = document.get_images_metadata()
@@ -117,6 +128,79 @@ def read_xisf(path: str | os.PathLike[str]) -> Frame:
         **fields,
     )
     return Frame(np.ascontiguousarray(image, dtype=np.float32), meta)
+
+
+def _check_blocks(path: Path) -> None:
+    """Check the header's sizes against the file before the ``xisf`` package reads anything.
+
+    The package reads the header length, every attached block and every decompressed size it
+    is told, allocating each first: a damaged length field asked for 4 GB.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        preamble = fh.read(_PREAMBLE)
+        if len(preamble) < _PREAMBLE or not preamble.startswith(_SIGNATURE):
+            raise FormatError(f"{path}: not an XISF file (no XISF0100 signature and header)")
+        (length,) = struct.unpack_from("<I", preamble, 8)
+        if length > size - _PREAMBLE:
+            raise FormatError(
+                f"{path}: XISF header length {length} bytes goes beyond the end of the file "
+                f"({size} bytes); the file is truncated or corrupt"
+            )
+        text = fh.read(length)
+    try:
+        root = ElementTree.fromstring(text.rstrip(b"\0"))
+    except (ElementTree.ParseError, LookupError, ValueError) as err:
+        # LookupError: an XML declaration naming an unknown encoding.
+        raise FormatError(f"{path}: XISF header is not valid XML ({one_line(err)})") from err
+    for element in root.iter():
+        _check_block(element, path, size=size, header_bytes=length)
+
+
+def _check_block(element: ElementTree.Element, path: Path, *, size: int, header_bytes: int) -> None:
+    tag = element.tag.rpartition("}")[2]
+    location = element.attrib.get("location", "")
+    compression = element.attrib.get("compression", "")
+    geometry = element.attrib.get("geometry", "") if tag == "Image" else ""
+    if not (location or compression or geometry):
+        return
+    try:
+        stored = header_bytes  # inline and embedded data sit in the header
+        if location and not location.startswith(("attachment:", "inline:", "embedded")):
+            # "path(...)" and "url(...)" name another file: never followed.
+            raise FormatError(
+                f"{path}: XISF {tag} data are in another file ({location!r}); skystack reads "
+                "only monolithic XISF files"
+            )
+        if location.startswith("attachment:"):
+            start, stored = (int(v) for v in location.split(":")[1:3])
+            if start < 0 or stored < 0 or start + stored > size:
+                raise FormatError(
+                    f"{path}: XISF {tag} data block of {stored} bytes at byte {start} goes "
+                    f"beyond the end of the file ({size} bytes); the file is truncated or corrupt"
+                )
+        available = stored
+        if compression:
+            codec, uncompressed = compression.split(":")[:2]
+            ratio = _CODEC_RATIO.get(codec.removesuffix("+sh"))
+            available = int(uncompressed)
+            claim = f"XISF {tag} block claims {available} bytes uncompressed"
+            check_claimed_size(path, claim, available, stored=stored, max_ratio=ratio)
+        sample_bytes = _SAMPLE_BYTES.get(element.attrib.get("sampleFormat", ""))
+        if geometry and sample_bytes is not None:
+            dims = [int(v) for v in geometry.split(":")]
+            if min(dims, default=0) <= 0:
+                raise FormatError(f"{path}: XISF image has an impossible geometry {geometry}")
+            claim = f"XISF header claims an image of {geometry} samples"
+            nbytes = math.prod(dims) * sample_bytes
+            check_claimed_size(path, claim, nbytes, stored=available, max_ratio=1.0)
+    except ValueError as err:
+        if isinstance(err, FormatError):
+            raise
+        raise FormatError(
+            f"{path}: XISF {tag} element has a corrupt location, compression or geometry "
+            f"({one_line(err)})"
+        ) from err
 
 
 def _samples(document: XISF, info: dict[str, Any], path: Path) -> np.ndarray:
